@@ -1,0 +1,292 @@
+"""FinetuneModule: C3D + a 17-way multi-task head trained end to end on GIFGIF+ (paper §5).
+
+The module is handed its parts (``FinetuneModule(backbone, head, penalty, ...)``) and only does
+the learning; data, decoding and logging backends live elsewhere.
+
+Forward: clips (N, 3, 16, 112, 112) → ``backbone.features`` (fc6 after ReLU, (N, d)) →
+dropout (training only) → ``head`` (N, t) logits. A GIF's logits are the mean of its clips'
+logits, grouped by ``gif_index`` (N,) ∈ [0, B) with ``index_add_`` (GIFs have different clip
+counts). Because the head is affine, the mean of the clip logits equals the head applied to the
+mean fc6 of the GIF — "average logits" and "average fc6" are the same thing here. Training
+averages the ``num_clips`` random clips drawn per GIF; evaluation averages ALL clips (§3.3).
+
+Loss, per batch of B GIFs with labels y (B, t) ∈ {0, 1}, GIF logits z (B, t):
+
+    L = (1 / (B·t)) Σ_{n,e} −[ p_e y_{n,e} log σ(z_{n,e}) + (1 − y_{n,e}) log(1 − σ(z_{n,e})) ]
+        + Ω(W)
+
+with p_e the positive weight of emotion e (``pos_weight`` (t,), typically #neg/#pos on the
+training set, :func:`positive_weights`) and Ω the head penalty (``penalty.value(head.W)``,
+W (d, t), any of :mod:`gifemo.models.penalties`; ``None`` = no penalty). Ω is added to a *mean*
+loss, so its ρ is on a per-sample scale (ρ_linear-model / n gives the same trade-off).
+
+Freezing: for epochs < ``freeze_epochs`` the backbone runs under ``torch.no_grad`` (no backward
+through C3D, its parameters get no gradient and the optimiser skips them). Parameters keep
+``requires_grad=True`` throughout, so DDP registers them all (with ``find_unused_parameters``).
+
+Reproducibility: the fc6 dropout mask comes from a generator seeded by (seed, epoch, batch,
+rank), so a run resumed from a checkpoint draws the same masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gifemo.finetune.metrics import (
+    average_precision,
+    best_f1_thresholds,
+    precision_recall_f1,
+    summarise,
+)
+
+
+def positive_weights(labels: np.ndarray, *, max_weight: float = 100.0) -> Tensor:
+    """pos_weight_e = #negatives_e / #positives_e on the training labels (n, t), clipped to [1/max, max].
+
+    An emotion without a positive gets ``max_weight``.
+    """
+    labels = np.asarray(labels).astype(bool)
+    pos = labels.sum(0).astype(np.float64)
+    neg = labels.shape[0] - pos
+    w = np.divide(neg, pos, out=np.full_like(pos, max_weight), where=pos > 0)
+    return torch.as_tensor(np.clip(w, 1.0 / max_weight, max_weight), dtype=torch.float32)
+
+
+def mean_by_gif(values: Tensor, gif_index: Tensor, n_gifs: int) -> tuple[Tensor, Tensor]:
+    """Per-GIF mean of clip rows: values (N, k), gif_index (N,) in [0, n_gifs) → (n_gifs, k), counts (n_gifs,).
+
+    GIFs with no clip (decode failures) get a zero row and count 0.
+    """
+    if values.shape[0] != gif_index.shape[0]:
+        raise ValueError(
+            f"values {tuple(values.shape)} and gif_index {tuple(gif_index.shape)} differ in N"
+        )
+    sums = values.new_zeros(n_gifs, values.shape[1]).index_add_(0, gif_index, values)
+    counts = torch.bincount(gif_index, minlength=n_gifs)
+    return sums / counts.clamp(min=1).unsqueeze(1).to(values.dtype), counts
+
+
+def gather_predictions(index: Tensor, scores: Tensor, labels: Tensor) -> tuple[np.ndarray, ...]:
+    """All ranks' (index (n,), scores (n, t), labels (n, t)) → every rank gets the union, deduplicated.
+
+    Each dataset index is kept once (the first copy), so a padding DistributedSampler (which repeats
+    samples to even out ranks) cannot count a GIF twice; rows are returned sorted by index.
+    """
+    local = (index.cpu().numpy(), scores.float().cpu().numpy(), labels.float().cpu().numpy())
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, local)
+    else:
+        parts = [local]
+    idx = np.concatenate([p[0] for p in parts])
+    sc = np.concatenate([p[1] for p in parts])
+    lab = np.concatenate([p[2] for p in parts])
+    _, first = np.unique(idx, return_index=True)  # sorted unique indices, first occurrence
+    return idx[first], sc[first], lab[first].astype(bool)
+
+
+class FinetuneModule(L.LightningModule):
+    """C3D backbone + multi-task head, BCE with positive weights, optional head penalty.
+
+    Args:
+        backbone: a :class:`gifemo.models.c3d.C3D`; only conv1..fc6 are used (fc7/fc8 are
+            removed so that DDP sees no unused parameters).
+        head: a :class:`gifemo.models.heads.MultiTaskHead` with W (d, t), b (t,); d = backbone.feature_dim.
+        penalty: a penalty object with a differentiable ``value(W)``, or None.
+        optimizer: ``functools.partial`` of a torch optimiser (Hydra ``_partial_: true``), called
+            with two parameter groups (backbone at ``lr``, head at ``head_lr``).
+        scheduler: optional partial of a torch LR scheduler, stepped per epoch.
+        pos_weight: (t,) positive weights of the BCE, or None for 1.
+        freeze_epochs: epochs during which the backbone gets no gradient.
+        feature_dropout: dropout on fc6 while training (C3D's own fc6 dropout rate is 0.5).
+        eval_chunk: clips per backbone call at evaluation (bounds memory for long GIFs).
+        seed: seeds the dropout generator.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        penalty: Any | None = None,
+        *,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        lr: float = 1e-4,
+        head_lr: float | None = 1e-3,
+        pos_weight: Tensor | None = None,
+        freeze_epochs: int = 0,
+        feature_dropout: float = 0.5,
+        eval_chunk: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "head", "penalty", "optimizer", "scheduler"])
+        for unused in ("fc7", "fc8"):
+            if getattr(backbone, unused, None) is not None:
+                setattr(backbone, unused, None)
+        d, t = head.W.shape
+        if d != backbone.feature_dim:
+            raise ValueError(
+                f"head.W is ({d}, {t}) but the backbone's fc6 has {backbone.feature_dim} features"
+            )
+        self.backbone, self.head, self.penalty = backbone, head, penalty
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.lr, self.head_lr = lr, head_lr if head_lr is not None else lr
+        self.freeze_epochs, self.feature_dropout = int(freeze_epochs), float(feature_dropout)
+        self.eval_chunk, self.seed = int(eval_chunk), int(seed)
+        pw = (
+            torch.ones(t)
+            if pos_weight is None
+            else torch.as_tensor(pos_weight, dtype=torch.float32)
+        )
+        if pw.shape != (t,):
+            raise ValueError(f"pos_weight must have shape ({t},), got {tuple(pw.shape)}")
+        self.register_buffer("pos_weight", pw)
+        self.register_buffer("val_thresholds", torch.zeros(t))  # chosen on validation data (max F1)
+        self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
+        self.failures: list[dict[str, Any]] = []
+        self.last_metrics: dict[str, dict[str, float]] = {}
+
+    # -- forward -----------------------------------------------------------------------------
+    @property
+    def backbone_frozen(self) -> bool:
+        return self.training and self.current_epoch < self.freeze_epochs
+
+    def _dropout(self, h: Tensor, batch_idx: int) -> Tensor:
+        p = self.feature_dropout
+        if not self.training or p == 0.0:
+            return h
+        rank = self.global_rank if self._trainer is not None else 0
+        key = np.random.SeedSequence([self.seed, self.current_epoch, batch_idx, rank])
+        gen = torch.Generator(device=h.device).manual_seed(int(key.generate_state(1)[0]))
+        keep = torch.rand(h.shape, generator=gen, device=h.device) >= p
+        return h * keep / (1.0 - p)
+
+    def clip_logits(self, clips: Tensor, batch_idx: int = 0) -> Tensor:
+        """(N, 3, 16, 112, 112) → (N, t) logits."""
+        if self.backbone_frozen:
+            with torch.no_grad():
+                h = self.backbone.features(clips)  # (N, d)
+        else:
+            h = self.backbone.features(clips)  # (N, d)
+        return self.head(self._dropout(h, batch_idx))  # (N, t)
+
+    def gif_logits(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[Tensor, Tensor]:
+        """Per-GIF mean logits (B, t) and clip counts (B,) from a ``collate_clips`` batch."""
+        clips, gif_index = batch["clips"], batch["gif_index"]
+        n_gifs = len(batch["index"])
+        if self.training:
+            z = self.clip_logits(clips, batch_idx)
+        else:
+            z = (
+                torch.cat([self.clip_logits(c) for c in clips.split(self.eval_chunk)])
+                if len(clips)
+                else clips.new_zeros(0, self.head.W.shape[1])
+            )
+        return mean_by_gif(z.float(), gif_index, n_gifs)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        """Clip logits (N, t) (no averaging, no sigmoid)."""
+        return self.clip_logits(clips)
+
+    # -- training ----------------------------------------------------------------------------
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Mean positive-weighted BCE over (GIF, emotion), + Ω(W)."""
+        bce = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=self.pos_weight)
+        if self.penalty is None:
+            return bce
+        return bce + self.penalty.value(self.head.W)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        self.failures.extend(batch.get("failures", []))
+        if batch["clips"].shape[0] == 0:  # every GIF of the batch failed to decode
+            return sum(p.sum() for p in self.head.parameters()) * 0.0
+        logits, counts = self.gif_logits(batch, batch_idx)
+        ok = counts > 0
+        loss = self.loss(logits[ok], batch["labels"][ok])
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=int(ok.sum())
+        )
+        return loss
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
+        self.failures.extend(batch.get("failures", []))
+        logits, counts = self.gif_logits(batch)
+        ok = counts > 0
+        self._outputs[stage].append(
+            (batch["index"][ok].detach(), logits[ok].detach(), batch["labels"][ok].detach())
+        )
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _collect(self, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        outs, self._outputs[stage] = self._outputs[stage], []
+        t = self.head.W.shape[1]
+        if outs:
+            index, scores, labels = (torch.cat(x) for x in zip(*outs))
+        else:
+            index, scores, labels = (
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, t),
+                torch.zeros(0, t),
+            )
+        return gather_predictions(index, scores, labels)
+
+    def _epoch_metrics(self, stage: str, thresholds: np.ndarray | None) -> dict[str, float]:
+        index, scores, labels = self._collect(stage)
+        if index.size == 0:
+            return {}
+        if thresholds is None:
+            thresholds = best_f1_thresholds(scores, labels)
+            self.val_thresholds.copy_(torch.as_tensor(thresholds, dtype=torch.float32))
+        with torch.no_grad():
+            loss = self.loss(torch.as_tensor(scores).to(self.pos_weight), torch.as_tensor(labels).to(self.pos_weight))
+        per_emotion: dict[str, np.ndarray] = {"ap": average_precision(scores, labels)}
+        per_emotion.update(precision_recall_f1(scores >= thresholds, labels))
+        per_emotion["threshold"] = thresholds
+        metrics = summarise(per_emotion, prefix=f"{stage}/")
+        metrics[f"{stage}/mAP"] = metrics.pop(f"{stage}/ap_mean")
+        metrics[f"{stage}/n_gifs"] = float(index.size)
+        metrics[f"{stage}/loss"] = float(loss)
+        # every rank holds the same gathered numbers, so no further sync is needed
+        loggable = {k: v for k, v in metrics.items() if np.isfinite(v) and "threshold" not in k}
+        self.log_dict(loggable, sync_dist=False, rank_zero_only=False)
+        self.last_metrics[stage] = metrics
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_metrics("val", None)
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_metrics("test", self.val_thresholds.cpu().numpy().astype(np.float64))
+
+    # -- optimisation ------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        def params(m: nn.Module) -> Iterable[nn.Parameter]:
+            return [p for p in m.parameters() if p.requires_grad]
+
+        return [
+            {"params": params(self.backbone), "lr": self.lr, "name": "backbone"},
+            {"params": params(self.head), "lr": self.head_lr, "name": "head"},
+        ]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+        }

@@ -1,0 +1,107 @@
+"""Deterministic, rank-aware, resumable sampling for fine-tuning (DDP-correct, exact resume).
+
+:class:`EpochSampler` draws the order of an epoch from (seed, epoch) only — never from the global
+RNG — so a resumed run sees the same order as an uninterrupted one. Across ``world_size`` ranks:
+
+- training (``pad=True``): one permutation of range(n) shared by all ranks is padded by
+  repeating its head to a multiple of ``world_size`` (every rank then runs the same number of
+  steps, which DDP needs) and rank r takes positions r, r + W, r + 2W, … — the scheme of
+  ``torch.utils.data.DistributedSampler``. Per-device batch size × W × accumulation is the
+  effective batch.
+- evaluation (``pad=False``): rank r takes r, r + W, … of range(n) with no padding, so every
+  GIF is evaluated exactly once over all ranks (ranks may differ by one GIF; evaluation has no
+  per-step collective, and predictions are gathered and deduplicated by index at epoch end).
+
+:class:`ResumableDataLoader` implements Lightning's ``state_dict``/``load_state_dict`` loader
+protocol: it records (epoch, batches consumed in the epoch), and after ``load_state_dict`` its
+next iterator starts at that epoch's next batch by skipping sampler positions (no decoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader, Sampler
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one rank for one epoch; ``set_epoch(e)`` as in DistributedSampler."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
+        self.rank, self.world_size, self.pad = int(rank), int(world_size), bool(pad)
+        self.epoch = 0
+        self.start = 0  # positions of this rank's list to skip once (set by a resumed loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """This rank's full list for the current epoch."""
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        if self.pad and self.world_size > 1 and self.n % self.world_size:
+            extra = self.world_size - self.n % self.world_size
+            order = np.concatenate([order, np.resize(order, extra)])
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        idx = self.indices()[self.start :]
+        self.start = 0
+        return iter(idx.tolist())
+
+    def __len__(self) -> int:
+        if self.pad and self.world_size > 1:
+            return -(-self.n // self.world_size)
+        return len(range(self.rank, self.n, self.world_size))
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over an :class:`EpochSampler` that can restart mid-epoch (see module notes)."""
+
+    def __init__(
+        self, dataset: Any, *, sampler: EpochSampler, batch_size: int, **kwargs: Any
+    ) -> None:
+        super().__init__(dataset, sampler=sampler, batch_size=batch_size, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler = self.sampler
+        assert isinstance(sampler, EpochSampler)
+        assert self.batch_size is not None
+        self._consumed = sampler.start // self.batch_size
+        for batch in super().__iter__():
+            self._consumed += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.sampler
+        assert isinstance(sampler, EpochSampler)
+        return {"epoch": sampler.epoch, "consumed": self._consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.sampler
+        assert isinstance(sampler, EpochSampler)
+        assert self.batch_size is not None
+        epoch, consumed = int(state["epoch"]), int(state["consumed"])
+        if consumed >= len(self):  # saved at the end of an epoch: the next one starts afresh
+            epoch, consumed = epoch + 1, 0
+        sampler.set_epoch(epoch)
+        sampler.start = consumed * self.batch_size
+        self._consumed = consumed
+
