@@ -1,0 +1,240 @@
+"""The end of a sweep: pick each method's best configuration by CV score, print Table 2.
+
+Every job of a multirun writes ``metrics.json`` (flat metrics, see :mod:`gifemo.train`) and
+``run.json`` (model name, feature set, the job's overrides and CV-chosen parameters) into its
+output directory ``<sweep dir>/<job number>/``. :func:`summarize` reads them all, groups the jobs
+by *method* = (model, feature set), keeps in each group the job with the highest
+``cv/score`` (the metric the sweep optimises; test metrics are never used to choose), and
+reports the chosen jobs' test results in the layout of the paper's Table 2:
+
+    Methods                                   AUC      Ñ   CV score   configuration
+    Unsorted                                0.250  11996          -   ...
+    Visual features only
+      Lasso regression                      0.336   7196      0.301   model.rho=10
+    ...
+
+The table is printed and written to ``<sweep dir>/summary.md``; ``summary.json`` holds the same
+rows plus every job's scores. :class:`SweepSummary` is the Hydra callback that runs it at
+``on_multirun_end`` (configured in ``conf/hydra/default.yaml``); ``python -m gifemo.sweep DIR``
+reruns it on a finished sweep directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# Display names and Table 2's order: (feature set, model); "*" matches any feature set.
+MODEL_LABELS = {
+    "unsorted": "Unsorted",
+    "lasso": "Lasso regression",
+    "ridge": "Ridge regression",
+    "gp": "Gaussian process regression",
+    "trace": "Trace-norm multi-task regression",
+    "cmtl": "Clustered multi-task regression",
+    "svm": "Linear SVM",
+    "finetune": "Fine-tuned C3D",
+}
+FEATURE_SECTIONS = {
+    "visual": "Visual features only",
+    "tag": "Tag features only",
+    "visual+tag": "Visual + tag features",
+}
+MODEL_ORDER = ("unsorted", "lasso", "ridge", "gp", "trace", "cmtl", "svm", "finetune")
+FEATURE_ORDER = ("visual", "tag", "visual+tag")
+
+
+@dataclass
+class JobResult:
+    """One finished job of a sweep."""
+
+    job_dir: Path
+    model: str
+    features: str
+    metrics: dict[str, float]
+    overrides: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> tuple[str, str]:
+        # The unsorted baseline ignores the features: one row whatever the feature set.
+        return (self.model, "-" if self.model == "unsorted" else self.features)
+
+    def score(self, metric: str) -> float:
+        v = self.metrics.get(metric, math.nan)
+        return float(v) if v is not None else math.nan
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def collect(sweep_dir: str | Path) -> list[JobResult]:
+    """Every job under ``sweep_dir`` with a ``metrics.json`` (recursively), sorted by path."""
+    results = []
+    for metrics_path in sorted(Path(sweep_dir).rglob("metrics.json")):
+        job_dir = metrics_path.parent
+        run_path = job_dir / "run.json"
+        run = _read_json(run_path) if run_path.exists() else {}
+        results.append(
+            JobResult(
+                job_dir=job_dir,
+                model=str(run.get("model", "?")),
+                features=str(run.get("features", "?")),
+                metrics=_read_json(metrics_path),
+                overrides=list(run.get("overrides", [])),
+                params=dict(run.get("params", {})),
+            )
+        )
+    return results
+
+
+def best_per_method(results: Sequence[JobResult], metric: str) -> dict[tuple[str, str], JobResult]:
+    """The job with the highest ``metric`` per method (NaN counts as worst; first on ties)."""
+    best: dict[tuple[str, str], JobResult] = {}
+    for r in results:
+        s = r.score(metric)
+        cur = best.get(r.method)
+        if cur is None:
+            best[r.method] = r
+            continue
+        c = cur.score(metric)
+        if not math.isnan(s) and (math.isnan(c) or s > c):
+            best[r.method] = r
+    return best
+
+
+def _order(method: tuple[str, str]) -> tuple[int, int, str]:
+    model, feats = method
+    m = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+    f = FEATURE_ORDER.index(feats) if feats in FEATURE_ORDER else -1 if feats == "-" else 99
+    return (f, m, f"{feats}/{model}")
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def table_rows(best: dict[tuple[str, str], JobResult], metric: str) -> list[dict[str, Any]]:
+    """Table 2's rows (method order of the paper), one per method."""
+    rows = []
+    for method in sorted(best, key=_order):
+        r = best[method]
+        rows.append(
+            {
+                "model": r.model,
+                "features": method[1],
+                "label": MODEL_LABELS.get(r.model, r.model),
+                "auc": r.metrics.get("test/auc_mean", math.nan),
+                "n_tilde": r.metrics.get("test/n_tilde_mean", math.nan),
+                "cv_score": r.score(metric),
+                "positive_rate": r.metrics.get("test/positive_rate_mean", math.nan),
+                "overrides": r.overrides,
+                "params": r.params,
+                "job_dir": str(r.job_dir),
+            }
+        )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], *, metric: str = "cv/score") -> str:
+    """Markdown-ish plain text table in Table 2's layout."""
+    head = f"{'Methods':<40}{'AUC':>7}{'Ñ':>9}{metric:>11}   configuration"
+    lines = [head, "-" * len(head)]
+    section = None
+    for row in rows:
+        feats = row["features"]
+        if feats != "-" and feats != section:
+            section = feats
+            lines.append(FEATURE_SECTIONS.get(feats, f"Features: {feats}"))
+        indent = "" if feats == "-" else "  "
+        config = " ".join(o for o in row["overrides"] if not o.startswith(("hydra", "experiment")))
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        desc = "; ".join(x for x in (config, f"CV chose {params}" if params else "") if x)
+        lines.append(
+            f"{indent + row['label']:<40}{_fmt(row['auc'], '.3f'):>7}"
+            f"{_fmt(row['n_tilde'], ',.0f'):>9}{_fmt(row['cv_score'], '.3f'):>11}   {desc}"
+        )
+    return "\n".join(lines)
+
+
+def summarize(
+    sweep_dir: str | Path, *, metric: str = "cv/score", echo: bool = True
+) -> dict[str, Any]:
+    """Collect the sweep's jobs, choose by ``metric``, print and write summary.md / summary.json."""
+    sweep_dir = Path(sweep_dir)
+    results = collect(sweep_dir)
+    if not results:
+        log.warning("no metrics.json under %s: nothing to summarise", sweep_dir)
+        return {"sweep_dir": str(sweep_dir), "jobs": [], "table": []}
+    best = best_per_method(results, metric)
+    rows = table_rows(best, metric)
+    text = (
+        f"Sweep {sweep_dir} — {len(results)} jobs, best configuration per method by {metric} "
+        f"(test results of that configuration)\n\n{format_table(rows, metric=metric)}\n"
+    )
+    summary = {
+        "sweep_dir": str(sweep_dir),
+        "metric": metric,
+        "table": rows,
+        "jobs": [
+            {
+                "job_dir": str(r.job_dir),
+                "model": r.model,
+                "features": r.features,
+                "overrides": r.overrides,
+                "params": r.params,
+                metric: r.score(metric),
+                "test/auc_mean": r.metrics.get("test/auc_mean", math.nan),
+                "test/n_tilde_mean": r.metrics.get("test/n_tilde_mean", math.nan),
+            }
+            for r in results
+        ],
+    }
+    (sweep_dir / "summary.md").write_text(text)
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if echo:
+        print(text, flush=True)
+    return summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: :func:`summarize` the sweep directory when a multirun ends."""
+
+    def __init__(self, metric: str = "cv/score") -> None:
+        self.metric = metric
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        summarize(str(config.hydra.sweep.dir), metric=self.metric)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gifemo.sweep", description="Summarise a finished sweep (Table 2)."
+    )
+    parser.add_argument("sweep_dir", help="the multirun directory (outputs/train/multiruns/...)")
+    parser.add_argument("--metric", default="cv/score", help="choose configurations by this key")
+    args = parser.parse_args(argv)
+    summarize(args.sweep_dir, metric=args.metric)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
