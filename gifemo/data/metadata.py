@@ -343,9 +343,9 @@ def load_dataset(
         return read_dataset(root, kind=kind, metadata=metadata, check_files=check_files)
     from gifemo.data.synthetic import generate
 
-    out = generate(synthetic_dir, seed=synthetic_seed, size=synthetic_size)
+    sub = "candidates" if kind == "folder" else _SYNTHETIC_SUBDIR[kind]
+    out = generate(synthetic_dir, seed=synthetic_seed, size=synthetic_size, parts=(sub,))
     tag = f"synthetic-s{synthetic_seed}-{synthetic_size}"
     if kind == "folder":
         return read_folder(out / "candidates" / "gifs", name=f"{tag}-folder")
-    sub = _SYNTHETIC_SUBDIR[kind]
     return read_dataset(out / sub, kind=kind, check_files=check_files, name=f"{tag}-{sub}")

@@ -161,3 +161,31 @@ class TagDictionary:
     def __repr__(self) -> str:
         v = len(self.vocabulary_) if hasattr(self, "vocabulary_") else "unfitted"
         return f"TagDictionary(min_fraction={self.min_fraction}, V={v})"
+
+
+# The paper's Table 1: the most common tags of each emotion's positives on GIFGIF, by frequency,
+# generic tags (struck through in the paper) included. Used by the synthetic dataset.
+TABLE1_TAGS: dict[str, tuple[str, ...]] = {
+    "amusement": ("laughing", "happy", "laugh", "excited", "smile", "lol", "tv", "dancing", "exciting", "movies", "funny", "smiling"),
+    "anger": ("angry", "movies", "tv", "frustrated", "cartoons & comics", "funny", "hate", "anger", "anime", "mad", "movie", "upset", "no", "rage", "annoyed"),
+    "contempt": ("angry", "tv", "eye roll", "no", "frustrated", "smh", "movies", "unimpressed", "annoyed", "confused", "reaction", "suspicious", "smdh"),
+    "contentment": ("happy", "smile", "dancing", "excited", "laughing", "animals", "cute", "smiling", "cartoons & comics", "movies", "thumbs up", "tv", "funny", "baby", "laugh"),
+    "disgust": ("no", "tv", "movies", "angry", "disgusted", "eye roll", "confused", "frustrated", "shocked", "smh", "gross", "reaction", "scared"),
+    "embarrassment": ("facepalm", "tv", "awkward", "embarrassed", "frustrated", "nervous", "embarassed", "funny", "movies", "cartoons & comics", "sad", "annoyed", "cartoon", "disappointed"),
+    "excitement": ("happy", "excited", "exciting", "dancing", "tv", "laughing", "funny", "cartoons & comics", "laugh", "reaction", "smile", "adventure time", "cute"),
+    "fear": ("scared", "shocked", "movies", "cat", "nervous", "cartoons & comics", "tv", "surprised", "screaming", "animals", "funny", "reaction", "lol", "scream", "terrified"),
+    "guilt": ("sad", "movies", "crying", "tv", "nervous", "cartoons & comics", "facepalm", "embarrassed", "sorry", "cartoon", "cry", "disappointed", "movie", "awkward", "pout"),
+    "happiness": ("happy", "laughing", "excited", "laugh", "tv", "smile", "dancing", "movies", "exciting", "lol", "funny", "cartoons & comics", "smiling"),
+    "pleasure": ("happy", "excited", "laughing", "smile", "tv", "laugh", "dancing", "exciting", "funny", "movies", "cute", "love", "cartoons & comics"),
+    "pride": ("happy", "tv", "excited", "yes", "dancing", "smile", "movies", "smiling", "sports", "exciting", "laughing", "thumbs up", "cartoons & comics", "celebration"),
+    "relief": ("happy", "smile", "movies", "excited", "giphytrending", "laughing", "yes", "sigh", "smiling", "exciting", "cartoons & comics", "animals", "cute", "jennifer lawrence"),
+    "sadness": ("sad", "crying", "movies", "tv", "cry", "disappointed", "upset", "sadness", "tears", "anime", "cartoons & comics", "love", "pout", "movie", "cartoon", "disney", "frustrated"),
+    "satisfaction": ("happy", "excited", "tv", "dancing", "laughing", "smile", "exciting", "smiling", "cartoons & comics", "funny", "movies", "thumbs up", "yes"),
+    "shame": ("sad", "facepalm", "tv", "movies", "crying", "frustrated", "disappointed", "embarrassed", "nervous", "cartoons & comics", "embarassed", "sorry", "awkward"),
+    "surprise": ("shocked", "scared", "surprised", "tv", "excited", "reaction", "movies", "happy", "funny", "omg", "exciting", "cat", "confused"),
+}  # fmt: skip
+# Generic tags (DESIGN §7): describe the source, not the emotion; struck through in Table 1.
+GENERIC_TAGS: tuple[str, ...] = (
+    "tv", "movies", "movie", "cartoons & comics", "cartoon", "anime", "reaction", "animals",
+    "sports", "giphytrending", "disney",
+)  # fmt: skip
