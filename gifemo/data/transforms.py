@@ -1,0 +1,158 @@
+"""C3D's own preprocessing (facebook/C3D feature extractor; DESIGN §3), clip by clip.
+
+For each clip of 16 frames (indices from a sampler, :mod:`gifemo.data.clips`):
+
+1. every decoded frame (H, W, 3) RGB is resized to 128×171 (H×W) — once per frame, since
+   clips overlap — by :func:`resize_frames`;
+2. the 16 frames are gathered, channels reversed to BGR, and the Sports-1M mean subtracted:
+   per channel (``mean_bgr``, default :data:`SPORTS1M_MEAN_BGR`) or a full mean cube
+   (``mean_cube``, a ``.npy`` file, see :func:`load_mean_cube`), values stay in 0–255 (no /255);
+3. a 112×112 window is cut: rows 8:120, cols 29:141 at evaluation (C3D's centre crop), a
+   uniformly random window per clip at training, plus a horizontal flip with probability ½
+   (``flip=True``), as C3D's Caffe data layer mirrors after subtracting the mean.
+
+The mean is subtracted at the full 128×171 positions, i.e. before cropping; cropping the
+cube with the same window as the clip is the identical computation and is what the code does.
+Output: ``(N, 3, 16, 112, 112)`` float32, ``(N, C, T, H, W)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gifemo.data.clips import CLIP_LEN, ClipIndices
+
+RESIZE_HW = (128, 171)
+CROP = 112
+CENTRE_OFFSET = ((RESIZE_HW[0] - CROP) // 2, (RESIZE_HW[1] - CROP) // 2)  # (8, 29)
+# Per-channel average of the Sports-1M mean cube (sports1m_train16_128_mean), B, G, R, as
+# used by C3D ports that replace the cube by three numbers. Pass mean_cube= for the cube.
+SPORTS1M_MEAN_BGR: tuple[float, float, float] = (90.25164795, 97.65701294, 101.4083252)
+_RESIZE_CHUNK = 32  # frames per interpolate call: bounds the temporary memory
+
+
+def resize_frames(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 → (T, 128, 171, 3) uint8, bilinear.
+
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=False)`` on uint8: half-pixel centres, source coordinates clamped at the border,
+    no antialiasing when shrinking — the semantics of OpenCV's ``cv::resize`` INTER_LINEAR,
+    which C3D's Caffe data layer used. Results are rounded to the nearest integer (torch's
+    uint8 kernel is fixed-point: within 1 of the exactly rounded value).
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    t = frames.shape[0]
+    out = np.empty((t, *RESIZE_HW, 3), np.uint8)
+    if frames.shape[1:3] == RESIZE_HW:
+        out[...] = frames
+        return out
+    for i in range(0, t, _RESIZE_CHUNK):
+        x = torch.from_numpy(np.ascontiguousarray(frames[i : i + _RESIZE_CHUNK]))
+        x = x.permute(0, 3, 1, 2)  # (t, 3, H, W), channels-last memory
+        y = F.interpolate(x, size=RESIZE_HW, mode="bilinear", align_corners=False, antialias=False)
+        out[i : i + _RESIZE_CHUNK] = y.permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def load_mean_cube(path: str | Path) -> np.ndarray:
+    """A Sports-1M mean cube from ``.npy`` as (16, 128, 171, 3) float32, channels B, G, R.
+
+    Accepted layouts: (3, 16, 128, 171) = (C, T, H, W), the Caffe blob's own layout (also with
+    a leading 1), or (16, 128, 171, 3) = (T, H, W, C). Channels are BGR in both, as in C3D's
+    ``sports1m_train16_128_mean.binaryproto``. Loaded with ``allow_pickle=False``.
+    """
+    cube = np.load(path, allow_pickle=False)
+    if cube.ndim == 5 and cube.shape[0] == 1:
+        cube = cube[0]
+    if cube.shape == (3, CLIP_LEN, *RESIZE_HW):
+        cube = cube.transpose(1, 2, 3, 0)
+    elif cube.shape != (CLIP_LEN, *RESIZE_HW, 3):
+        raise ValueError(
+            f"{path}: mean cube has shape {cube.shape}; expected (3, 16, 128, 171) "
+            "(C, T, H, W) or (16, 128, 171, 3) (T, H, W, C), channels BGR"
+        )
+    return np.ascontiguousarray(cube, dtype=np.float32)
+
+
+class C3DTransform:
+    """Frames + clip indices → C3D input clips ``(N, 3, 16, 112, 112)`` float32 (module notes).
+
+    Args:
+        train: random 112 crop per clip (and flips) instead of the centre crop.
+        flip: at training, mirror each clip horizontally with probability ½.
+        mean_bgr: per-channel mean subtracted from B, G, R when no cube is given.
+        mean_cube: path of a ``.npy`` mean cube (see :func:`load_mean_cube`); overrides mean_bgr.
+    """
+
+    def __init__(
+        self,
+        *,
+        train: bool = False,
+        flip: bool = True,
+        mean_bgr: tuple[float, float, float] = SPORTS1M_MEAN_BGR,
+        mean_cube: str | None = None,
+    ):
+        self.train = train
+        self.flip = flip
+        self.mean_bgr = tuple(float(m) for m in mean_bgr)
+        self.mean_cube = mean_cube
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr needs 3 values (B, G, R), got {mean_bgr}")
+        self._cube = load_mean_cube(mean_cube) if mean_cube else None  # (16, 128, 171, 3)
+
+    def __repr__(self) -> str:
+        return (
+            f"C3DTransform(train={self.train}, flip={self.flip}, mean_bgr={self.mean_bgr}, "
+            f"mean_cube={self.mean_cube!r})"
+        )
+
+    def __call__(
+        self, frames: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(T, H, W, 3) uint8 RGB frames → (N, 3, 16, 112, 112); only the frames used are resized."""
+        used, inverse = np.unique(clips.frames, return_inverse=True)
+        if used.size and (used[0] < 0 or used[-1] >= len(frames)):
+            raise ValueError(f"clip indices reach frame {used[-1]}, but there are {len(frames)}")
+        remapped = ClipIndices(clips.starts, inverse.reshape(clips.frames.shape).astype(np.int64))
+        return self.from_resized(resize_frames(frames[used]), remapped, generator)
+
+    def windows(self, n_clips: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """(N, 3) int64 rows (top, left, flip) of each clip's crop window."""
+        if not self.train:
+            return np.tile(np.array([*CENTRE_OFFSET, 0], np.int64), (n_clips, 1))
+        top = torch.randint(RESIZE_HW[0] - CROP + 1, (n_clips,), generator=generator)
+        left = torch.randint(RESIZE_HW[1] - CROP + 1, (n_clips,), generator=generator)
+        flip = torch.randint(2, (n_clips,), generator=generator) * int(self.flip)
+        return torch.stack([top, left, flip], 1).numpy().astype(np.int64)
+
+    def from_resized(
+        self, resized: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(T, 128, 171, 3) uint8 RGB from :func:`resize_frames` → (N, 3, 16, 112, 112) float32."""
+        if resized.shape[1:] != (*RESIZE_HW, 3) or resized.dtype != np.uint8:
+            raise ValueError(
+                f"resized frames must be (T, 128, 171, 3) uint8, got {resized.shape} {resized.dtype}"
+            )
+        if clips.frames.ndim != 2 or clips.frames.shape[1] != CLIP_LEN:
+            raise ValueError(f"clip indices must be (N, 16), got {clips.frames.shape}")
+        n = clips.frames.shape[0]
+        # one pass to channel-planar BGR, then each clip is a gather of contiguous rows
+        planar = np.ascontiguousarray(resized.transpose(3, 0, 1, 2)[::-1])  # (3, T, 128, 171) BGR
+        if self._cube is not None:
+            mean = self._cube.transpose(3, 0, 1, 2)  # (3, 16, 128, 171) BGR
+        else:
+            mean = np.broadcast_to(
+                np.asarray(self.mean_bgr, np.float32).reshape(3, 1, 1, 1), (3, CLIP_LEN, *RESIZE_HW)
+            )
+        out = np.empty((n, 3, CLIP_LEN, CROP, CROP), np.float32)  # (N, C, T, H, W)
+        for i, (top, left, flip) in enumerate(self.windows(n, generator).tolist()):
+            rows, cols = slice(top, top + CROP), slice(left, left + CROP)
+            np.subtract(planar[:, clips.frames[i], rows, cols], mean[:, :, rows, cols], out=out[i])
+            if flip:
+                out[i] = out[i, ..., ::-1]
+        return torch.from_numpy(out)
