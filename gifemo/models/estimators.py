@@ -299,15 +299,33 @@ class GPRegressor(_Params):
         from gifemo.models.gp import ExactGP
 
         X, Y, mask = _check_fit_args(X, Y, mask)
-        self.gp_ = ExactGP(**self.gp_params).fit(X, Y, mask)
+        union = np.flatnonzero(mask.any(axis=1))
+        # kept for saving: an exact GP's posterior needs its training rows (to_state)
+        self.X_fit_, self.mask_fit_ = np.asarray(X[union], dtype=np.float64), mask[union]
+        self.Y_fit_ = np.where(self.mask_fit_, Y[union], np.nan)
+        self.gp_ = ExactGP(**self.gp_params).fit(self.X_fit_, self.Y_fit_, self.mask_fit_)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
         from gifemo.models.gp import rank_scores
 
         mean, var = self.gp_.predict(np.asarray(X, dtype=np.float64))
-        kw = {} if self.rank_rule is None else {"rule": self.rank_rule}
+        kw: dict[str, Any] = {} if self.rank_rule is None else {"rule": self.rank_rule}
         return _np(rank_scores(mean, var, **kw))
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Hyper-parameters + training rows; :meth:`from_state` refits with them fixed (exact)."""
+        hp = [
+            {k: float(h[k]) for k in ("signal_variance", "lengthscale", "noise_variance")}
+            for h in self.gp_.hyperparams_
+        ]
+        meta = {"kind": "gp", "rank_rule": self.rank_rule, "hyperparams": hp}
+        return meta, {"X": self.X_fit_, "Y": self.Y_fit_, "mask": self.mask_fit_}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GPRegressor:
+        self = cls(rank_rule=meta["rank_rule"], optimize=False, init=meta["hyperparams"])
+        return self.fit(arrays["X"], arrays["Y"], np.asarray(arrays["mask"], dtype=bool))
 
 
 class FeatureNormaliser:
