@@ -6,8 +6,10 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 
 from gifemo.eval.cv import clone, grid_search
+from gifemo.models import mtl
 from gifemo.models.estimators import (
     FeatureNormaliser,
     MTLRegressor,
@@ -108,7 +110,7 @@ def test_params_and_bad_input():
         MTLRegressor(Lasso, rho=1.0).fit(X, Y, mask)
 
 
-# ---- these need helper D's fit_mtl -------------------------------------------------------------
+# ---- through helper D's fit_mtl ---------------------------------------------------------------
 
 
 def _ridge_closed_form(X, Y, mask, rho):
@@ -123,7 +125,6 @@ def _ridge_closed_form(X, Y, mask, rho):
 
 
 def test_ridge_matches_closed_form():
-    pytest.importorskip("gifemo.models.mtl")
     X, Y, mask = _data()
     m = MTLRegressor(Ridge, rho=2.0, tol=1e-10, max_iter=20000).fit(X, Y, mask)
     W, b = _ridge_closed_form(X, Y, mask, 2.0)
@@ -133,7 +134,6 @@ def test_ridge_matches_closed_form():
 
 
 def test_lasso_zero_above_threshold():
-    pytest.importorskip("gifemo.models.mtl")
     X, Y, mask = _data()
     # W = 0 iff rho >= 2 max |X_i^T (y_i - ybar_i)| (centred, loss not halved)
     lam = max(
@@ -160,8 +160,6 @@ def test_lasso_zero_above_threshold():
     ],
 )
 def test_reproduces_fit_mtl_and_warm_start(penalty):
-    mtl = pytest.importorskip("gifemo.models.mtl")
-    import torch
 
     X, Y, mask = _data(1)
     est = MTLRegressor(penalty, tol=1e-9, max_iter=20000).fit(X, Y, mask)
@@ -181,7 +179,6 @@ def test_reproduces_fit_mtl_and_warm_start(penalty):
 
 
 def test_k_auto_uses_trace_norm_silhouette():
-    pytest.importorskip("gifemo.models.mtl")
     rng = np.random.default_rng(2)
     n, d = 80, 6
     X = rng.normal(size=(n, d))
@@ -200,7 +197,6 @@ def test_k_auto_uses_trace_norm_silhouette():
 
 
 def test_grid_search_over_rho():
-    pytest.importorskip("gifemo.models.mtl")
     X, Y, mask = _data(3, n=80)
     res = grid_search(
         MTLRegressor(Lasso, rho=1.0, tol=1e-8),
