@@ -95,3 +95,122 @@ def test_cache_reports_bad_gifs_like_read_gif(tmp_path):
     bad.write_bytes(b"GIF89a\x01")
     with pytest.raises(GifDecodeError, match=r"bad\.gif"):
         ClipCache(tmp_path / "cache").get(bad)
+
+
+# -- dataset: the cached path gives GifClipDataset's tensors ----------------------------------
+class _Rec:
+    def __init__(self, i, path):
+        self.id, self.path = f"g{i}", path
+
+
+def _records(tmp_path, n=6):
+    return [
+        _Rec(i, write_gif(tmp_path / f"g{i}.gif", n_frames=3 + 4 * i % 21, size=(32, 24), seed=i))
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_finetune_dataset_equals_gifclipdataset(tmp_path, train):
+    from gifemo.data.clip_dataset import GifClipDataset
+    from gifemo.data.clips import AllClips, RandomClip
+    from gifemo.data.transforms import C3DTransform
+    from gifemo.finetune.data import FinetuneClipDataset
+
+    records = _records(tmp_path, 4)
+    labels = np.eye(4, 17, dtype=np.float32)
+    sampler = RandomClip(num_clips=2) if train else AllClips()
+    kw = dict(sampler=sampler, transform=C3DTransform(train=train), labels=labels, seed=5)
+    ref = GifClipDataset(records, **kw)
+    cached = FinetuneClipDataset(records, cache=ClipCache(tmp_path / "cache", max_mb=50), **kw)
+    for key in [(0, 0), (3, 1), (1, 3), (1, 3)]:  # the last read is a cache hit
+        a, b = ref[key], cached[key]
+        assert a["error"] is None and b["error"] is None
+        torch.testing.assert_close(a["clips"], b["clips"], rtol=0, atol=0)
+        assert a["n_frames"] == b["n_frames"] and a["labels"].tolist() == b["labels"].tolist()
+    assert cached.cache.stats()["hits"] >= 1
+    bad = FinetuneClipDataset([_Rec(9, tmp_path / "missing.gif")], **{**kw, "labels": None})
+    item = bad[0]
+    assert item["clips"].shape[0] == 0 and "missing.gif" in item["error"]
+
+
+# -- the module ------------------------------------------------------------------------------
+def _module(d=8, t=17, **kw):
+    import functools
+
+    from gifemo.finetune.module import FinetuneModule
+    from gifemo.models.c3d import build_c3d
+    from gifemo.models.heads import MultiTaskHead
+
+    with pytest.warns(UserWarning, match="RANDOM"):
+        backbone = build_c3d(channels=(2, 2, 2, 2, 2), fc_dim=d, drop_fc8=True, init_seed=0)
+    head = MultiTaskHead(d, t)
+    torch.nn.init.normal_(head.W, std=0.5, generator=torch.Generator().manual_seed(1))
+    opt = functools.partial(torch.optim.SGD)
+    return FinetuneModule(backbone, head, kw.pop("penalty", None), optimizer=opt, **kw)
+
+
+def _batch(n_clips=(2, 0, 3), t=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.randn(sum(n_clips), 3, 16, 112, 112, generator=g)
+    gif_index = torch.repeat_interleave(torch.arange(len(n_clips)), torch.tensor(n_clips))
+    labels = (torch.rand(len(n_clips), t, generator=g) < 0.3).float()
+    return {
+        "clips": clips,
+        "gif_index": gif_index,
+        "index": torch.arange(len(n_clips)),
+        "labels": labels,
+        "failures": [],
+    }
+
+
+def test_gif_logits_average_clips_and_equal_head_of_mean_fc6():
+    m = _module(eval_chunk=2).eval()
+    batch = _batch()
+    logits, counts = m.gif_logits(batch)
+    assert counts.tolist() == [2, 0, 3]
+    with torch.no_grad():
+        fc6 = m.backbone.features(batch["clips"])
+        for b in (0, 2):
+            mean_fc6 = fc6[batch["gif_index"] == b].mean(0, keepdim=True)
+            torch.testing.assert_close(logits[b : b + 1], m.head(mean_fc6), rtol=1e-5, atol=1e-5)
+
+
+def test_loss_is_weighted_bce_plus_penalty():
+    from gifemo.models.penalties import TraceNorm
+
+    pw = torch.linspace(0.5, 3.0, 17)
+    m = _module(pos_weight=pw, penalty=TraceNorm(0.01))
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(4, 17, generator=g), (torch.rand(4, 17, generator=g) < 0.3).float()
+    naive = 0.0
+    for n in range(4):
+        for e in range(17):
+            p = torch.sigmoid(z[n, e])
+            naive += -(pw[e] * y[n, e] * torch.log(p) + (1 - y[n, e]) * torch.log(1 - p))
+    naive = naive / 68 + 0.01 * torch.linalg.svdvals(m.head.W.detach()).sum()
+    torch.testing.assert_close(m.loss(z, y), naive, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_backbone_gets_no_gradient_then_trains():
+    m = _module(freeze_epochs=1, feature_dropout=0.0).train()
+    batch = _batch((1, 1))
+    logits, _ = m.gif_logits(batch)  # epoch 0 < freeze_epochs (no trainer: epoch 0)
+    m.loss(logits, batch["labels"]).backward()
+    assert all(p.grad is None for p in m.backbone.parameters())
+    assert m.head.W.grad is not None and m.head.W.grad.abs().sum() > 0
+    m.freeze_epochs = 0
+    logits, _ = m.gif_logits(batch)
+    m.loss(logits, batch["labels"]).backward()
+    assert m.backbone.conv1.weight.grad is not None and m.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_module_drops_unused_fc7_and_checks_shapes():
+    m = _module()
+    assert m.backbone.fc7 is None
+    names = {n for n, _ in m.named_parameters()}
+    assert not any(n.startswith(("backbone.fc7", "backbone.fc8")) for n in names)
+    with pytest.raises(ValueError, match="pos_weight"):
+        _module(pos_weight=torch.ones(3))
+    groups = m.parameter_groups()
+    assert [g["name"] for g in groups] == ["backbone", "head"]

@@ -26,8 +26,12 @@ import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
 
-class EpochSampler(Sampler[int]):
-    """Indices of one rank for one epoch; ``set_epoch(e)`` as in DistributedSampler."""
+class EpochSampler(Sampler[Any]):
+    """Indices of one rank for one epoch; ``set_epoch(e)`` as in DistributedSampler.
+
+    With ``with_epoch=True`` it yields ``(epoch, index)`` pairs, so that a dataset running in a
+    (persistent) worker process knows the epoch without any shared state.
+    """
 
     def __init__(
         self,
@@ -38,11 +42,13 @@ class EpochSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         pad: bool = True,
+        with_epoch: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
         self.rank, self.world_size, self.pad = int(rank), int(world_size), bool(pad)
+        self.with_epoch = bool(with_epoch)
         self.epoch = 0
         self.start = 0  # positions of this rank's list to skip once (set by a resumed loader)
 
@@ -60,10 +66,12 @@ class EpochSampler(Sampler[int]):
             order = np.concatenate([order, np.resize(order, extra)])
         return order[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
-        idx = self.indices()[self.start :]
+    def __iter__(self) -> Iterator[Any]:
+        idx = self.indices()[self.start :].tolist()
         self.start = 0
-        return iter(idx.tolist())
+        if self.with_epoch:  # (epoch, index) keys: the dataset seeds its draws from them
+            return iter([(self.epoch, i) for i in idx])
+        return iter(idx)
 
     def __len__(self) -> int:
         if self.pad and self.world_size > 1:
