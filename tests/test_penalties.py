@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -45,8 +46,11 @@ def test_shared_interface(pen: Penalty, shape):
         assert P.shape == V.shape and P.dtype == V.dtype
         # prox optimality: (V − P)/step ∈ ∂Ω(P)
         assert pen.optimality(P, (P - V) / step) < 1e-10 * max(1.0, float(V.norm())) / step
+
         # prox minimises ½‖W − V‖² + step·Ω(W): no random perturbation does better
-        obj = lambda W: 0.5 * float(((W - V) ** 2).sum()) + step * float(pen.value(W))  # noqa: E731
+        def obj(W, step=step):
+            return 0.5 * float(((W - V) ** 2).sum()) + step * float(pen.value(W))
+
         best = obj(P)
         for s in range(5):
             assert obj(P + 1e-3 * _rand(shape, 10 + s)) >= best - 1e-12
@@ -112,7 +116,7 @@ def test_cmtl_identities():
         assert v == pytest.approx(rho2 * float((same * same).sum()), rel=1e-12)
     # between ridge ρ2‖W‖² (k = t) and the k = 1 value, decreasing in k
     vals = [float(ClusteredMTL(rho1, rho2, k).value(W)) for k in (1, 2, 3, 4, 5)]
-    assert all(a >= b - 1e-12 for a, b in zip(vals, vals[1:]))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(vals))
 
 
 @pytest.mark.parametrize("shape,k", [((6, 5), 2), ((2, 5), 3), ((6, 5), 1), ((4, 4), 2.5)])
