@@ -1,0 +1,162 @@
+"""Saved models reload and score identically; ranked lists; store identity is checked."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from gifemo.data.feature_datamodule import build_feature_arrays
+from gifemo.emotions import EMOTIONS
+from gifemo.models.estimators import GPRegressor, MTLRegressor, UnsortedBaseline
+from gifemo.models.penalties import Ridge
+from gifemo.predict import load_model, main, rank, save_model, score_dataset
+from tests.test_feature_datamodule import make_dataset, make_store
+
+
+@pytest.fixture
+def fitted(tmp_path):
+    ds = make_dataset(50, seed=3)
+    store = make_store(tmp_path / "store", ds, missing=("g007",))
+    with pytest.warns(RuntimeWarning, match="g007"):
+        a = build_feature_arrays(ds, store, features="visual+tag", seed=1, tag_min_fraction=0.05)
+    est = MTLRegressor(Ridge, rho=1.0, tol=1e-6).fit(a.X, a.Y, a.train_mask)
+    return ds, store, a, est
+
+
+def test_linear_model_roundtrip_scores_identically(tmp_path, fitted):
+    ds, store, a, est = fitted
+    d = save_model(
+        tmp_path / "m",
+        estimator=est,
+        features=a.features,
+        normaliser=a.normaliser,
+        dictionary=a.dictionary,
+        store=store,
+        config={"seed": 1},
+    )
+    assert sorted(p.name for p in d.iterdir()) == ["arrays.safetensors", "model.json", "tags.json"]
+    m = load_model(d)
+    with pytest.warns(RuntimeWarning, match="g007"):
+        keep, scores = score_dataset(m, ds, store)
+    assert [ds.records[i].id for i in keep] == a.ids
+    np.testing.assert_allclose(scores, est.predict(a.X), rtol=0, atol=1e-12)
+    assert json.loads((d / "model.json").read_text())["store"]["weights_id"] == "random-init"
+
+
+def test_rank_writes_top_n(tmp_path, fitted):
+    ds, store, a, est = fitted
+    d = save_model(
+        tmp_path / "m",
+        estimator=est,
+        features=a.features,
+        normaliser=a.normaliser,
+        dictionary=a.dictionary,
+        store=store,
+    )
+    with pytest.warns(RuntimeWarning):
+        rows = rank(d, ds, store, top_n=5, out_dir=tmp_path / "out")
+    assert len(rows) == 5 * len(EMOTIONS)
+    s = est.predict(a.X)
+    for j, e in enumerate(EMOTIONS):
+        want = [a.ids[i] for i in np.argsort(-s[:, j], kind="stable")[:5]]
+        assert [r["id"] for r in rows if r["emotion"] == e] == want
+    with open(tmp_path / "out" / "ranked.csv") as f:
+        got = list(csv.DictReader(f))
+    assert got[0]["emotion"] == "amusement" and got[0]["rank"] == "1" and len(got) == len(rows)
+    assert len((tmp_path / "out" / "ranked.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_store_identity_mismatch(tmp_path, fitted):
+    ds, store, a, est = fitted
+    d = save_model(
+        tmp_path / "m",
+        estimator=est,
+        features=a.features,
+        normaliser=a.normaliser,
+        dictionary=a.dictionary,
+        store=store,
+    )
+    other = dataclasses.replace(store, meta={**store.meta, "weights_id": "c3d.pickle sha256:ab"})
+    with pytest.raises(ValueError, match="weights_id: model 'random-init'"):
+        rank(d, ds, other)
+    with pytest.raises(FileNotFoundError, match=r"model\.json"):
+        load_model(tmp_path)
+
+
+def test_unsorted_and_gp_roundtrip(tmp_path, fitted):
+    ds, store, a, _ = fitted
+    for i, est in enumerate(
+        [
+            UnsortedBaseline().fit(a.X, a.Y, a.train_mask),
+            GPRegressor(rank_rule="mean", max_iter=3, warm_start_size=None).fit(
+                a.X, a.Y, a.train_mask
+            ),
+        ]
+    ):
+        d = save_model(
+            tmp_path / f"m{i}",
+            estimator=est,
+            features=a.features,
+            normaliser=a.normaliser,
+            dictionary=a.dictionary,
+            store=store,
+        )
+        with pytest.warns(RuntimeWarning):
+            _, scores = score_dataset(load_model(d), ds, store)
+        np.testing.assert_allclose(scores, est.predict(a.X), rtol=1e-10, atol=1e-10)
+
+
+def test_cli_with_store(tmp_path, fitted):
+    ds, store, a, est = fitted
+    # a real on-disk store: the CLI opens it
+    from gifemo.features.store import COMPLETE
+
+    sp = tmp_path / "disk_store"
+    sp.mkdir()
+    np.save(sp / "visual.npy", np.asarray(store.visual))
+    (sp / "ids.txt").write_text("\n".join(store.ids) + "\n")
+    np.save(sp / "n_frames.npy", store.n_frames)
+    np.save(sp / "mean_delay_ms.npy", store.mean_delay_ms)
+    (sp / "failures.jsonl").write_text("")
+    (sp / "meta.json").write_text(json.dumps(store.meta))
+    (sp / COMPLETE).write_text(json.dumps({"fingerprint": "f", "n": len(store.ids), "dim": 8}))
+    root = tmp_path / "cands"
+    (root / "gifs").mkdir(parents=True)
+    lines = []
+    for r in ds.records:
+        (root / "gifs" / f"{r.id}.gif").write_bytes(b"GIF89a")
+        lines.append(json.dumps({"id": r.id, "file": f"gifs/{r.id}.gif", "tags": list(r.tags)}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    d = save_model(
+        tmp_path / "m",
+        estimator=est,
+        features=a.features,
+        normaliser=a.normaliser,
+        dictionary=a.dictionary,
+        store=store,
+    )
+    with pytest.warns(RuntimeWarning, match="g007"):
+        assert (
+            main(
+                [
+                    "--model",
+                    str(d),
+                    "--data",
+                    str(root),
+                    "--store",
+                    str(sp),
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--top",
+                    "3",
+                ]
+            )
+            == 0
+        )
+    got = list(csv.DictReader(open(tmp_path / "o" / "ranked.csv")))
+    s = est.predict(a.X)[:, 0]
+    assert [g["id"] for g in got[:3]] == [a.ids[i] for i in np.argsort(-s, kind="stable")[:3]]
