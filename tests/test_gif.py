@@ -316,3 +316,14 @@ def test_png_named_gif_is_one_frame(tmp_path):
     (tmp_path / "still.gif").write_bytes(buf.getvalue())
     g = read_gif(tmp_path / "still.gif")
     assert g.n_frames == 1 and np.array_equal(g.frames[0], img)
+
+
+def test_rgba_png_named_gif_composites_alpha(tmp_path):
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., :3] = moving_frames(1, 6, 8)[0]
+    rgba[2:5, 3:7, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.gif", "PNG")
+    (frame,) = read_gif(tmp_path / "alpha.gif", background=BG).frames
+    opaque = rgba[..., 3] == 255
+    assert np.array_equal(frame[opaque], rgba[..., :3][opaque])
+    assert (frame[~opaque] == BG).all()

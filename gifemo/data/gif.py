@@ -6,9 +6,12 @@ is a keyframe; we never seek).
 
 What the frames are
     FFmpeg composites each frame onto the logical screen (partial frames, disposal 0/1/2/3,
-    local colour tables, interlacing) and hands out BGRA. Pixels with alpha 0 are replaced by
-    ``background`` (default :data:`DEFAULT_BACKGROUND`, white: what PyAV's own ``rgb24``
-    conversion shows and what a GIF looks like on a white page); GIF alpha is only 0 or 255.
+    local colour tables, interlacing). Transparent pixels take ``background`` (default
+    :data:`DEFAULT_BACKGROUND`, white: what PyAV shows by default and what a GIF looks like
+    on a white page): the ``gif`` decoder is told to paint them in that colour (its
+    ``trans_color`` option) and its BGRA output is converted to RGB by swscale, an exact
+    channel shuffle; GIF alpha is only 0 or 255. Other codecs with alpha are composited the
+    same way in numpy (alpha < 128 → background).
     Opaque pixels equal Pillow's (``ImageSequence`` + ``convert("RGB")``) except in three
     cases where Pillow departs from the GIF89a spec and FFmpeg follows it: screen area that
     the first frame does not cover gets the header's background colour (Pillow: palette
@@ -50,6 +53,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame is 12.6 MB
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
@@ -169,19 +173,23 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int, what: str)
         )
 
 
-def _to_rgb(frame: av.VideoFrame, out: np.ndarray, background: np.ndarray) -> None:
-    """Write one decoded frame into ``out`` (H, W, 3) uint8, transparent pixels → background."""
-    name = frame.format.name
-    if name == "bgra":  # FFmpeg's gif decoder
-        bgra = frame.to_ndarray()  # (H, W, 4)
-        out[...] = bgra[..., 2::-1]
-        out[bgra[..., 3] < 128] = background
-    elif frame.format.has_palette or any(c.is_alpha for c in frame.format.components):
-        rgba = frame.to_ndarray(format="rgba")
+def _to_rgb(
+    frame: av.VideoFrame, out: np.ndarray, background: np.ndarray | None, sws: VideoReformatter
+) -> None:
+    """Write one decoded frame into ``out`` (H, W, 3) uint8.
+
+    ``background`` None: the frame's colour channels as they are (the gif decoder has already
+    painted transparent pixels); else alpha < 128 → background. ``sws`` is reused across
+    frames so that swscale's context is built once per file.
+    """
+    if background is not None and (
+        frame.format.has_palette or any(c.is_alpha for c in frame.format.components)
+    ):
+        rgba = sws.reformat(frame, format="rgba").to_ndarray()
         out[...] = rgba[..., :3]
         out[rgba[..., 3] < 128] = background
     else:
-        out[...] = frame.to_ndarray(format="rgb24")
+        out[...] = sws.reformat(frame, format="rgb24").to_ndarray()
 
 
 def _frame_delay_ms(frame: av.VideoFrame) -> int:
@@ -239,6 +247,11 @@ def read_gif(
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_size(p, width, height, max_pixels, "video stream")
+        sws = VideoReformatter()
+        is_gif = stream.codec_context.name == "gif"
+        if is_gif:  # transparent pixels are painted (ARGB, alpha 0) in the background colour
+            r, g, b = (int(c) for c in bg)
+            stream.codec_context.options = {"trans_color": str(r << 16 | g << 8 | b)}
         # A GIF's frame count is known: fill one preallocated array (no list + stack copy).
         n_expected = len(layout.delays_cs) if layout is not None else None
         block = np.empty((n_expected or 1, height, width, 3), np.uint8)
@@ -257,7 +270,7 @@ def read_gif(
                         p, f"frame {t} is {frame.width}x{frame.height}, stream is {width}x{height}"
                     )
                 rgb = block[t] if n_expected is not None else np.empty_like(block[0])
-                _to_rgb(frame, rgb, bg)
+                _to_rgb(frame, rgb, None if is_gif else bg, sws)
                 frames.append(rgb)
                 delays.append(_frame_delay_ms(frame))
         except av.FFmpegError as e:

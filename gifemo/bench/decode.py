@@ -1,0 +1,203 @@
+"""Decode benchmark: ``read_gif`` (PyAV) against a Pillow decoder on the same GIFs.
+
+``python -m gifemo.bench decode [--quick] [--repeats R] [--out .bench/decode.json]``
+
+Both decoders turn the same generated GIFs into the same output, a (T, H, W, 3) uint8 RGB
+array (the run checks the arrays are identical):
+
+- ours: :func:`gifemo.data.gif.read_gif` (header checks, block walk, FFmpeg decode, compositing);
+- peer: Pillow, ``np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])``.
+
+Speed: frames per second = T / median wall time over ``repeats`` decodes, the two decoders
+alternating, in this process. Memory: peak resident set size (RSS) increase while decoding
+one GIF, measured in a fresh Python process per (decoder, GIF): the process imports both
+libraries, resets its RSS high-water mark (``/proc/self/clear_refs``; if that is not allowed,
+the plain ``ru_maxrss`` difference is used and the JSON says so), decodes, and reports
+VmHWM − RSS before decoding. RSS counts FFmpeg's and Pillow's C allocations, which
+``tracemalloc`` does not see. The output array itself is part of both peaks (column "out").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import PIL
+from PIL import Image, ImageSequence
+
+from gifemo.data.gif import read_gif
+
+ROOT = Path(__file__).resolve().parents[2]
+FULL_CASES = [(100, 100, 30), (480, 270, 60), (320, 240, 120)]  # (width, height, frames)
+QUICK_CASES = [(64, 48, 8), (120, 90, 12)]
+
+_CHILD = r"""
+import resource, sys
+from gifemo.bench.decode import decode_with
+which, path = sys.argv[1], sys.argv[2]
+decode_with(which, path)  # warm up imports and code paths on the same file, then drop it
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    method, before = "VmHWM-after-reset", status("VmRSS:")
+except OSError:
+    method, before = "ru_maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frames = decode_with(which, path)
+after = status("VmHWM:") if method.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(method, after - before, frames.nbytes)
+"""
+
+
+def pillow_decode(path: str | Path) -> np.ndarray:
+    """The peer: Pillow's ImageSequence → RGB → numpy, (T, H, W, 3) uint8."""
+    with Image.open(path) as im:
+        return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+
+
+def decode_with(which: str, path: str | Path) -> np.ndarray:
+    if which == "ours":
+        return read_gif(path).frames
+    if which == "pillow":
+        return pillow_decode(path)
+    raise ValueError(f"unknown decoder {which!r}")
+
+
+def make_gif(path: Path, width: int, height: int, n_frames: int, seed: int = 0) -> Path:
+    """A GIF written by Pillow: moving shapes over a gradient with noise (a photo-like palette)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), (xx ^ yy) & 255], -1
+    )
+    images = []
+    side = max(4, min(width, height) // 5)
+    for t in range(n_frames):
+        f = base + rng.integers(-12, 13, base.shape)
+        for k in range(3):
+            y0 = (t * (3 + k) + 20 * k) % max(height - side, 1)
+            x0 = (t * (5 + 2 * k) + 30 * k) % max(width - side, 1)
+            f[y0 : y0 + side, x0 : x0 + side] = (80 * k, 255 - 60 * k, 40 + 90 * k)
+        images.append(Image.fromarray(np.clip(f, 0, 255).astype(np.uint8)))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    return path
+
+
+def peak_rss_kib(which: str, path: Path) -> tuple[str, int, int]:
+    """(method, peak RSS increase in KiB, output bytes) of one decode in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, which, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    method, kib, nbytes = out.stdout.split()[-3:]
+    return method, int(kib), int(nbytes)
+
+
+def time_decoders(path: Path, repeats: int) -> dict[str, float]:
+    """Median seconds per decode of each decoder, alternating them."""
+    times: dict[str, list[float]] = {"ours": [], "pillow": []}
+    for _ in range(repeats):
+        for which in times:
+            t0 = time.perf_counter()
+            decode_with(which, path)
+            times[which].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run(*, quick: bool, repeats: int) -> dict:
+    cases = QUICK_CASES if quick else FULL_CASES
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gifemo-bench-decode-") as tmp:
+        for i, (w, h, t) in enumerate(cases):
+            path = make_gif(Path(tmp) / f"{w}x{h}x{t}.gif", w, h, t, seed=i)
+            ours, peer = decode_with("ours", path), decode_with("pillow", path)
+            secs = time_decoders(path, repeats)
+            method, ours_kib, nbytes = peak_rss_kib("ours", path)
+            _, peer_kib, _ = peak_rss_kib("pillow", path)
+            results.append(
+                {
+                    "gif": f"{w}x{h}x{t}",
+                    "width": w,
+                    "height": h,
+                    "frames": t,
+                    "file_bytes": path.stat().st_size,
+                    "identical_output": bool(
+                        ours.shape == peer.shape and np.array_equal(ours, peer)
+                    ),
+                    "ours_fps": t / secs["ours"],
+                    "pillow_fps": t / secs["pillow"],
+                    "speed_ratio": secs["pillow"] / secs["ours"],
+                    "ours_peak_rss_mib": ours_kib / 1024,
+                    "pillow_peak_rss_mib": peer_kib / 1024,
+                    "memory_ratio": ours_kib / max(peer_kib, 1),
+                    "output_mib": nbytes / 2**20,
+                    "memory_method": method,
+                }
+            )
+    return {
+        "benchmark": "decode",
+        "quick": quick,
+        "repeats": repeats,
+        "ours": "gifemo.data.gif.read_gif (PyAV)",
+        "peer": "Pillow ImageSequence -> convert('RGB') -> np.stack",
+        "speed": "frames/s = frames / median seconds per decode; speed_ratio = ours fps / Pillow fps",
+        "memory": "peak RSS increase during one decode, fresh process each; memory_ratio = ours / Pillow",
+        "versions": {
+            "av": av.__version__,
+            "pillow": PIL.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "cases": results,
+    }
+
+
+def print_table(report: dict) -> None:
+    head = f"{'GIF (WxHxT)':>14} {'ours f/s':>9} {'Pillow f/s':>10} {'speed x':>8} {'ours MiB':>9} {'Pillow MiB':>10} {'mem x':>6} {'out MiB':>8} {'same':>5}"
+    print(head)
+    print("-" * len(head))
+    for c in report["cases"]:
+        print(
+            f"{c['gif']:>14} {c['ours_fps']:9.0f} {c['pillow_fps']:10.0f} {c['speed_ratio']:8.2f} "
+            f"{c['ours_peak_rss_mib']:9.1f} {c['pillow_peak_rss_mib']:10.1f} {c['memory_ratio']:6.2f} "
+            f"{c['output_mib']:8.1f} {c['identical_output']!s:>5}"
+        )
+    print(f"speed x = ours / Pillow frames per second (median of {report['repeats']}); "
+          f"mem x = ours / Pillow peak RSS increase ({report['cases'][0]['memory_method']})")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gifemo.bench decode", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny GIFs, for a smoke test")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="decodes per decoder (default 5, quick 2)"
+    )
+    parser.add_argument("--out", default=".bench/decode.json")
+    args = parser.parse_args(argv or [])
+    repeats = args.repeats or (2 if args.quick else 5)
+    report = run(quick=args.quick, repeats=repeats)
+    print_table(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0 if all(c["identical_output"] for c in report["cases"]) else 1
