@@ -327,3 +327,17 @@ def test_rgba_png_named_gif_composites_alpha(tmp_path):
     opaque = rgba[..., 3] == 255
     assert np.array_equal(frame[opaque], rgba[..., :3][opaque])
     assert (frame[~opaque] == BG).all()
+
+
+@pytest.mark.slow
+def test_decode_benchmark_quick_run(tmp_path):
+    import json
+
+    from gifemo.bench import decode
+
+    assert decode.main(["--quick", "--repeats", "1", "--out", str(tmp_path / "d.json")]) == 0
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert len(report["cases"]) == len(decode.QUICK_CASES)
+    for case in report["cases"]:
+        assert case["identical_output"] and case["ours_fps"] > 0 and case["pillow_fps"] > 0
+        assert case["ours_peak_rss_mib"] >= 0 and case["output_mib"] > 0

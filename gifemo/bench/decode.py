@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny GIFs, for a smoke test")
     parser.add_argument(
-        "--repeats", type=int, default=None, help="decodes per decoder (default 5, quick 2)"
+        "--repeats", type=int, default=None, help="decodes per decoder (default 5, quick 3)"
     )
     parser.add_argument("--out", default=".bench/decode.json")
     args = parser.parse_args(argv or [])
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (3 if args.quick else 5)
     report = run(quick=args.quick, repeats=repeats)
     print_table(report)
     out = Path(args.out)
