@@ -341,3 +341,14 @@ def test_decode_benchmark_quick_run(tmp_path):
     for case in report["cases"]:
         assert case["identical_output"] and case["ours_fps"] > 0 and case["pillow_fps"] > 0
         assert case["ours_peak_rss_mib"] >= 0 and case["output_mib"] > 0
+
+
+def test_total_frame_bytes_budget(tmp_path):
+    frames = [GifFrame(random_indices(4, 5, 4, i)) for i in range(3)]
+    path = write_gif(tmp_path / "three.gif", 5, 4, frames, palette=random_palette(4, 0))
+    assert read_gif(path, max_bytes=3 * 4 * 5 * 3).n_frames == 3
+    expect_error(
+        path, "3 frames of 5x4 need 180 bytes, over the budget max_bytes=179", max_bytes=179
+    )
+    _encode_mp4(tmp_path / "clip.gif", moving_frames(6, 32, 48))
+    expect_error(tmp_path / "clip.gif", "5 frames of 48x32 need", max_bytes=4 * 32 * 48 * 3 + 1)

@@ -30,10 +30,11 @@ What the delays are
 Safety
     For a GIF the logical screen size (header bytes 6–9, little-endian) is checked against
     ``max_pixels`` before anything is decoded, and the number of images (found by walking the
-    block structure, without decoding) against ``max_frames``. Other containers — PyAV
+    block structure, without decoding) against ``max_frames`` and, as decoded bytes T·H·W·3,
+    against ``max_bytes``. Other containers — PyAV
     ignores extensions, so an MP4, WebM or PNG named ``.gif`` decodes too, as Giphy serves
     MP4 — are accepted; their stream size is checked before the first frame is decoded and
-    their frame count while decoding. Each failure raises :class:`GifDecodeError` naming the
+    their frame count and bytes while decoding. Each failure raises :class:`GifDecodeError` naming the
     file and the reason.
 
 Truncation
@@ -57,6 +58,9 @@ from av.video.reformatter import VideoReformatter
 
 DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame is 12.6 MB
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+DEFAULT_MAX_BYTES: int = (
+    4 * 2**30
+)  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700 frames
 BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers and FFmpeg
 
 _GIF_MAGIC = (b"GIF87a", b"GIF89a")
@@ -173,6 +177,15 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int, what: str)
         )
 
 
+def _check_bytes(path: Path, n_frames: int, width: int, height: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and n_frames * width * height * 3 > max_bytes:
+        raise GifDecodeError(
+            path,
+            f"{n_frames} frames of {width}x{height} need {n_frames * width * height * 3} bytes, "
+            f"over the budget max_bytes={max_bytes}",
+        )
+
+
 def _to_rgb(
     frame: av.VideoFrame, out: np.ndarray, background: np.ndarray | None, sws: VideoReformatter
 ) -> None:
@@ -204,14 +217,17 @@ def read_gif(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     max_frames: int | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Gif:
     """Decode ``path`` into full-canvas RGB frames and per-frame delays (see the module notes).
 
     Args:
         max_pixels: budget for the logical screen W*H, checked before decoding.
         background: RGB that transparent pixels take.
-        max_frames: refuse (``GifDecodeError``) files with more frames than this; with the
-            pixel budget it bounds memory by ``max_frames * max_pixels * 3`` bytes.
+        max_frames: refuse (``GifDecodeError``) files with more frames than this.
+        max_bytes: refuse files whose decoded frames (T·H·W·3 bytes) would exceed this; for a
+            GIF checked before decoding (T from the block walk), for other containers while
+            decoding. None: no limit.
     Returns:
         ``Gif(path, frames (T, H, W, 3) uint8, delays_ms (T,) int64, truncated)``, T ≥ 1.
     """
@@ -232,10 +248,10 @@ def read_gif(
                 "no frames" if layout.complete else "file ends before its first frame is complete"
             )
             raise GifDecodeError(p, reason)
-        if max_frames is not None and len(layout.delays_cs) > max_frames:
-            raise GifDecodeError(
-                p, f"{len(layout.delays_cs)} frames, over the budget max_frames={max_frames}"
-            )
+        n = len(layout.delays_cs)
+        if max_frames is not None and n > max_frames:
+            raise GifDecodeError(p, f"{n} frames, over the budget max_frames={max_frames}")
+        _check_bytes(p, n, layout.width, layout.height, max_bytes)
 
     try:
         container = av.open(io.BytesIO(data), mode="r")
@@ -265,6 +281,8 @@ def read_gif(
                     break  # a half-present last image that FFmpeg decodes anyway
                 if max_frames is not None and t == max_frames:
                     raise GifDecodeError(p, f"more than max_frames={max_frames} frames")
+                if n_expected is None:
+                    _check_bytes(p, t + 1, width, height, max_bytes)
                 if (frame.width, frame.height) != (width, height):
                     raise GifDecodeError(
                         p, f"frame {t} is {frame.width}x{frame.height}, stream is {width}x{height}"
