@@ -29,13 +29,12 @@ What the delays are
 
 Safety
     For a GIF the logical screen size (header bytes 6–9, little-endian) is checked against
-    ``max_pixels`` before anything is decoded, and the number of images (found by walking the
-    block structure, without decoding) against ``max_frames`` and, as decoded bytes T·H·W·3,
-    against ``max_bytes``. Other containers — PyAV
-    ignores extensions, so an MP4, WebM or PNG named ``.gif`` decodes too, as Giphy serves
-    MP4 — are accepted; their stream size is checked before the first frame is decoded and
-    their frame count and bytes while decoding. Each failure raises :class:`GifDecodeError` naming the
-    file and the reason.
+    ``max_pixels`` before anything is decoded, and the number of images T (found by walking
+    the block structure, without decoding) against ``max_frames`` and, as decoded bytes
+    T·H·W·3, against ``max_bytes``. Other containers — PyAV ignores extensions, so an MP4,
+    WebM or PNG named ``.gif`` decodes too, as Giphy serves MP4 — are accepted; their stream
+    size is checked before the first frame is decoded, their frame count and bytes while
+    decoding. Each failure raises :class:`GifDecodeError` naming the file and the reason.
 
 Truncation
     A GIF whose data ends early (no trailer, or an image cut short) returns the frames whose
