@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import pickle
 import warnings
 from collections.abc import Mapping, Sequence
@@ -102,7 +103,8 @@ class C3D(nn.Module):
                     nn.init.normal_(module.weight, std=0.01)
                 else:
                     nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _check_clips(self, x: Tensor) -> None:
         if x.dim() != 5 or tuple(x.shape[1:]) != CLIP_SHAPE:
@@ -154,7 +156,7 @@ def clip_flops(model: C3D, *, upto: str = "fc8") -> int:
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         nonlocal total
         if isinstance(module, nn.Conv3d):
-            k = module.in_channels * int(torch.tensor(module.kernel_size).prod())
+            k = module.in_channels * math.prod(module.kernel_size)
             total += 2 * k * output[0].numel()
         elif isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features
