@@ -91,3 +91,58 @@ def test_gather_predictions_deduplicates_padded_rows():
     assert idx.tolist() == [0, 1, 3]
     np.testing.assert_array_equal(sc, [[6, 7], [2, 3], [0, 1]])
     assert lab.dtype == bool and lab.tolist() == [[False, False], [False, True], [True, False]]
+
+
+DDP_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from hydra import compose, initialize_config_dir
+from gifemo.finetune.run import run_finetune
+with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
+    cfg = compose("train", overrides=sys.argv[1:])
+metrics, objects = run_finetune(cfg)
+if objects["trainer"].is_global_zero:
+    json.dump(metrics, open(sys.argv[1].split("=", 1)[1] + "/m.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path):
+    """2 CPU ranks × 2 GIFs per device == 1 rank × 4 GIFs: same batches, averaged gradients,
+    every val/test GIF evaluated once (22 training GIFs: no padding; no dropout)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(root=str(root), conf=str(root / "conf")))
+    common = [
+        "experiment=finetune_tiny", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
+        "data.synthetic_size=tiny", "model.split.val_fraction=0.3", "model.feature_dropout=0.0",
+        "model.freeze_epochs=1", "trainer.max_epochs=2", "model.eval_batch_size=3",
+    ]  # fmt: skip
+    runs = {
+        "one": ["trainer=cpu", "model.batch_size=4"],
+        "two": [
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "model.batch_size=2",
+        ],
+    }
+    metrics = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        out.mkdir()
+        cmd = [sys.executable, str(script), f"paths.output_dir={out}", *common, *extra]
+        subprocess.run(cmd, check=True, cwd=root, timeout=1500)
+        metrics[name] = json.loads((out / "m.json").read_text())
+    one, two = metrics["one"], metrics["two"]
+    assert (
+        one["val/n_gifs"] == two["val/n_gifs"] == 10
+        and one["test/n_gifs"] == two["test/n_gifs"] == 8
+    )
+    for key in ("val/mAP", "val/f1_mean", "val/loss", "test/mAP", "test/f1_mean", "test/loss"):
+        assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-4), key

@@ -105,7 +105,9 @@ class FinetuneClipDataset(Dataset):
             item["n_frames"] = len(gif.resized)
             item["mean_delay_ms"] = float(gif.delays_ms.mean())
             item["truncated"] = gif.truncated
-        except Exception as e:  # recorded in the item, reported by collate_clips (as GifClipDataset)
+        except (
+            Exception
+        ) as e:  # recorded in the item, reported by collate_clips (as GifClipDataset)
             item["clips"] = torch.zeros(0, 3, 16, 112, 112)
             item["error"] = f"{type(e).__name__}: {e}"
             item["n_frames"], item["mean_delay_ms"], item["truncated"] = 0, float("nan"), False

@@ -153,6 +153,8 @@ class FinetuneModule(L.LightningModule):
         self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
         self.failures: list[dict[str, Any]] = []
         self.last_metrics: dict[str, dict[str, float]] = {}
+        self.history: list[dict[str, float]] = []  # per epoch: train loss (this rank), val mAP
+        self._epoch_loss = [0.0, 0]
 
     # -- forward -----------------------------------------------------------------------------
     @property
@@ -252,7 +254,10 @@ class FinetuneModule(L.LightningModule):
             thresholds = best_f1_thresholds(scores, labels)
             self.val_thresholds.copy_(torch.as_tensor(thresholds, dtype=torch.float32))
         with torch.no_grad():
-            loss = self.loss(torch.as_tensor(scores).to(self.pos_weight), torch.as_tensor(labels).to(self.pos_weight))
+            loss = self.loss(
+                torch.as_tensor(scores).to(self.pos_weight),
+                torch.as_tensor(labels).to(self.pos_weight),
+            )
         per_emotion: dict[str, np.ndarray] = {"ap": average_precision(scores, labels)}
         per_emotion.update(precision_recall_f1(scores >= thresholds, labels))
         per_emotion["threshold"] = thresholds
@@ -267,7 +272,17 @@ class FinetuneModule(L.LightningModule):
         return metrics
 
     def on_validation_epoch_end(self) -> None:
-        self._epoch_metrics("val", None)
+        metrics = self._epoch_metrics("val", None)
+        if self.history and not self.trainer.sanity_checking:
+            self.history[-1]["val/mAP"] = metrics.get("val/mAP", float("nan"))
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss = [0.0, 0]
+        self.history.append({"epoch": float(self.current_epoch)})
+
+    def on_train_epoch_end(self) -> None:
+        total, count = self._epoch_loss
+        self.history[-1]["train/loss"] = total / max(count, 1)
 
     def on_test_epoch_end(self) -> None:
         self._epoch_metrics("test", self.val_thresholds.cpu().numpy().astype(np.float64))

@@ -157,15 +157,19 @@ def run_finetune(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics["n_train"], metrics["n_val"], metrics["n_test"] = (
         float(split[s].size) for s in ("train", "val", "test")
     )
+    losses = [h["train/loss"] for h in module.history if "train/loss" in h]
+    if losses:
+        metrics["train/loss_first_epoch"], metrics["train/loss_last_epoch"] = losses[0], losses[-1]
     metrics["decode_failures"] = float(len({f["id"] for f in module.failures}))
     if "test/precision_mean" in metrics:
         print(f"C3D fine-tuned ({module.backbone.weights_id}), {split['test'].size} test GIFs, "
               f"mAP {metrics['test/mAP']:.3f}: {table4_line(metrics, prefix='test/')}")  # fmt: skip
     if trainer.is_global_zero:
         (out_dir / "finetune_metrics.json").write_text(json.dumps(metrics, indent=1))
+        (out_dir / "finetune_history.json").write_text(json.dumps(module.history, indent=1))
         if module.failures:
             (out_dir / "decode_failures.json").write_text(json.dumps(module.failures, indent=1))
         log_summary(logger, metrics)
     objects = {"trainer": trainer, "module": module, "datamodule": datamodule, "logger": logger,
-               "split": split, "best_checkpoint": best}  # fmt: skip
+               "split": split, "best_checkpoint": best, "history": module.history}  # fmt: skip
     return metrics, objects

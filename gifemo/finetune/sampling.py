@@ -112,4 +112,3 @@ class ResumableDataLoader(DataLoader):
         sampler.set_epoch(epoch)
         sampler.start = consumed * self.batch_size
         self._consumed = consumed
-
