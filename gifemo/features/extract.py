@@ -30,6 +30,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from gifemo.data.clip_dataset import GifClipDataset, collate_clips
+from gifemo.data.clips import AllClips
 from gifemo.features.store import (
     PARTIAL,
     FeatureStore,
@@ -167,9 +169,6 @@ def extract_features(
     ``fingerprint``: identity of the result (computed from the inputs when None); a complete
     store with the same fingerprint is returned as is, shards of another one are discarded.
     """
-    from gifemo.data.clip_dataset import GifClipDataset, collate_clips
-    from gifemo.data.clips import AllClips
-
     if precision not in ("32", "bf16"):
         raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
     if batch_clips < 1 or chunk_gifs < 1 or load_gifs < 1:
