@@ -1,0 +1,218 @@
+"""Fine-tuning throughput: training clips/s with and without the clip cache, data-wait share,
+peak memory, and (on a GPU) MFU.
+
+``python -m gifemo.bench finetune [--quick] [--device cpu|cuda|auto] [--steps N] [--batch B]``
+
+Self-contained: it writes its own GIFs (Pillow, moving shapes) to a temporary folder, builds C3D
+(full size; tiny channels with ``--quick`` on CPU), and runs a fixed number of training steps of
+:class:`gifemo.finetune.module.FinetuneModule` (RandomClip + random crop/flip, BCE, AdamW) on
+the real loaders of :class:`gifemo.finetune.data.FinetuneDataModule`, bf16 autocast on CUDA.
+For each setting it times ``next(loader)`` (the wait for data) and the step (forward, backward,
+optimiser, synchronised) separately:
+
+- clips/s = clips trained / (wait + step time); data-wait share = wait / (wait + step);
+- MFU = 3 × forward FLOPs per clip (from layer shapes, ``clip_flops``) × clips/s / peak bf16
+  FLOP/s of the device (H100/H200 SXM: 989 TFLOP/s dense); "model MFU" leaves the waits out.
+
+Settings: ``no cache`` (every step decodes GIFs in the workers) and ``cache`` (the same after
+one pass has filled the cache: what epochs ≥ 2 see). JSON goes to ``.bench/finetune.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+
+class _Rec:
+    def __init__(self, i: int, path: Path) -> None:
+        self.id, self.path = f"bench{i}", path
+
+
+def write_gifs(
+    folder: Path, n: int, *, frames: tuple[int, int], size: tuple[int, int], seed: int = 0
+) -> list[_Rec]:
+    """n animated GIFs of a moving square on a noisy background, ``size`` = (W, H)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    records = []
+    for i in range(n):
+        t_n = int(rng.integers(frames[0], frames[1] + 1))
+        bg = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        imgs = []
+        for t in range(t_n):
+            f = bg.copy()
+            x, y = (t * 3 + i) % max(1, w - 16), (t * 2) % max(1, h - 16)
+            f[y : y + 16, x : x + 16] = (255 * (i % 2), 80, 255 * (t % 2))
+            imgs.append(Image.fromarray(f))
+        path = folder / f"g{i}.gif"
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=60, loop=0)
+        records.append(_Rec(i, path))
+    return records
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def run_setting(
+    module: Any, loader: Any, *, steps: int, device: torch.device, bf16: bool
+) -> dict[str, float]:
+    opt = module.configure_optimizers()
+    it = iter(loader)
+    wait = step_time = 0.0
+    clips = 0
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        batch = {
+            k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()
+        }
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits, counts = module.gif_logits(batch, 0)
+            ok = counts > 0
+            loss = module.loss(logits[ok], batch["labels"][ok])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        wait, step_time, clips = wait + t1 - t0, step_time + t2 - t1, clips + len(batch["clips"])
+    total = wait + step_time
+    return {"clips": clips, "wait_s": wait, "step_s": step_time, "clips_per_s": clips / total,
+            "model_clips_per_s": clips / step_time, "data_wait_share": wait / total}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m gifemo.bench finetune", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny C3D on CPU, few GIFs and steps (smoke test)"
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=None, help="timed steps per setting")
+    p.add_argument("--batch", type=int, default=None, help="GIFs per step")
+    p.add_argument("--clips", type=int, default=1, help="random clips per GIF per step")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--gifs", type=int, default=None, help="GIFs to generate")
+    p.add_argument("--out", default=".bench/finetune.json")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*RANDOM weights.*")
+
+    from gifemo.finetune.data import FinetuneDataModule
+    from gifemo.finetune.module import FinetuneModule
+    from gifemo.models.c3d import build_c3d, clip_flops
+    from gifemo.models.heads import MultiTaskHead
+
+    device = torch.device(
+        "cuda"
+        if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    gpu = device.type == "cuda"
+    tiny = args.quick and not gpu
+    steps = args.steps or (4 if args.quick else (30 if gpu else 3))
+    batch = args.batch or (2 if tiny else (32 if gpu else 2))
+    workers = (
+        args.workers
+        if args.workers is not None
+        else (2 if tiny else min(16, os.cpu_count() or 2) if gpu else 2)
+    )
+    n_gifs = args.gifs or max(8, batch * 4 if gpu else batch * (steps + 1))
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+
+    with tempfile.TemporaryDirectory(prefix="gifemo-bench-") as tmp:
+        t0 = time.perf_counter()
+        records = write_gifs(
+            Path(tmp), n_gifs, frames=(16, 40), size=(200, 150) if not tiny else (64, 48)
+        )
+        gen_s = time.perf_counter() - t0
+        labels = (np.random.default_rng(0).random((n_gifs, 17)) < 0.2).astype(np.float32)
+        channels = (4, 8, 8, 16, 16) if tiny else (64, 128, 256, 512, 512)
+        fc_dim = 32 if tiny else 4096
+
+        results: dict[str, Any] = {}
+        for setting in ("no cache", "cache"):
+            cache_dir = str(Path(tmp) / "cache") if setting == "cache" else None
+            dm = FinetuneDataModule(train=(records, labels), val=(records[:1], labels[:1]), batch_size=batch,
+                                    num_clips=args.clips, num_workers=workers, persistent_workers=True,
+                                    prefetch_factor=4, cache_dir=cache_dir, cache_max_mb=8192)  # fmt: skip
+            if cache_dir:  # fill the cache once (as epoch 1 does)
+                for r in records:
+                    dm.cache.get(r.path)  # type: ignore[union-attr]
+            backbone = build_c3d(channels=channels, fc_dim=fc_dim, drop_fc8=True)
+            module = FinetuneModule(backbone, MultiTaskHead(fc_dim, 17), optimizer=functools.partial(torch.optim.AdamW),
+                                    lr=1e-4, head_lr=1e-3, feature_dropout=0.5).to(device).train()  # fmt: skip
+            loader = dm.train_dataloader()
+            run_setting(
+                module, loader, steps=1, device=device, bf16=gpu
+            )  # warm-up (workers, cudnn)
+            if gpu:
+                torch.cuda.reset_peak_memory_stats()
+            results[setting] = run_setting(module, loader, steps=steps, device=device, bf16=gpu)
+            if gpu:
+                results[setting]["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+            del loader, dm, module
+
+        flops_clip = clip_flops(backbone, upto="fc6")
+        peak = peak_flops(device)
+        for r in results.values():
+            r["train_flops_per_clip"] = 3.0 * flops_clip
+            if peak:
+                r["mfu"] = 3.0 * flops_clip * r["clips_per_s"] / peak
+                r["model_mfu"] = 3.0 * flops_clip * r["model_clips_per_s"] / peak
+
+    report = {
+        "device": torch.cuda.get_device_name(device) if gpu else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
+        "model": "tiny C3D" if tiny else "C3D (full)", "precision": "bf16-mixed" if gpu else "fp32",
+        "steps": steps, "gifs_per_step": batch, "clips_per_gif": args.clips, "workers": workers,
+        "n_gifs": n_gifs, "generate_s": gen_s, "forward_gflop_per_clip": flops_clip / 1e9,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_bf16_flops": peak, "settings": results,
+    }  # fmt: skip
+    print(f"fine-tuning bench on {report['device']}: {report['model']}, {report['precision']}, "
+          f"{batch} GIFs × {args.clips} clip/step, {workers} workers, {steps} steps")  # fmt: skip
+    print(
+        f"{'setting':<10} {'clips/s':>9} {'model clips/s':>14} {'data wait':>10} {'MFU':>7} {'model MFU':>10}"
+    )
+    for name, r in results.items():
+        mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
+        mmfu = f"{r['model_mfu']:.1%}" if "model_mfu" in r else "-"
+        print(
+            f"{name:<10} {r['clips_per_s']:>9.2f} {r['model_clips_per_s']:>14.2f} {r['data_wait_share']:>10.1%} {mfu:>7} {mmfu:>10}"
+        )
+    ratio = results["cache"]["clips_per_s"] / results["no cache"]["clips_per_s"]
+    print(f"cache / no cache throughput: {ratio:.2f}x; peak RSS {report['peak_rss_gb']:.2f} GB"
+          + (f"; peak GPU memory {results['cache']['peak_gpu_mem_gb']:.1f} GB" if gpu else ""))  # fmt: skip
+    report["cache_speedup"] = ratio
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    return 0
