@@ -70,8 +70,10 @@ def penalties(X: np.ndarray, Y: np.ndarray, mask: np.ndarray) -> dict[str, Penal
     }
 
 
-def _ladder(runs: list[tuple[float, float]], f_star: float) -> tuple[float, float] | None:
-    """(seconds, tolerance) of the first run within GAP of f_star, from (objective, seconds)."""
+def _ladder(
+    runs: list[tuple[float, tuple[float, float]]], f_star: float
+) -> tuple[float, float] | None:
+    """(seconds, tol) of the first run within GAP of f_star; runs: (tol, (objective, seconds))."""
     return next(
         ((sec, tol) for tol, (obj, sec) in runs if (obj - f_star) / abs(f_star) <= GAP), None
     )
