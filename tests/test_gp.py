@@ -11,8 +11,16 @@ import torch
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 from sklearn.gaussian_process.kernels import ConstantKernel as C
+from threadpoolctl import threadpool_limits
 
 from gifemo.models.gp import ExactGP, exact_lml, profiled_lml, rank_scores, sq_distances
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """The problems here are tiny: one BLAS thread is faster, above all on a busy machine."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _problem(n: int = 70, d: int = 5, t: int = 3, seed: int = 0):

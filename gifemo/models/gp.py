@@ -42,7 +42,9 @@ through SciPy (OpenBLAS): on this project's AMD CPUs MKL's ``potri`` via torch i
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,11 +52,15 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.optimize as sopt
 from scipy.special import log_ndtr, ndtr
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from gifemo.emotions import MU0
 
 _HYPER = ("signal_variance", "lengthscale", "noise_variance")
 RANK_RULES = ("log_prob", "prob", "mean", "eq5")
+# Below this many rows BLAS runs on one thread: the work is milliseconds, and on a busy 2-core
+# machine OpenBLAS's thread hand-offs made 500-row evaluations 10-50x slower than one thread.
+SINGLE_THREAD_ROWS = 1024
 
 
 def _as_float_array(a: Any, name: str) -> np.ndarray:
@@ -89,6 +95,24 @@ def sq_distances(A: np.ndarray, B: np.ndarray | None = None, *, chunk: int = 409
     return out
 
 
+def _rbf(D: np.ndarray, ell: float) -> np.ndarray:
+    """exp(−D/(2ℓ²)) elementwise, (a, b) → (a, b) float64 (a new array).
+
+    Entries below e^−708 (≈ 3e−308, 1e−292 of the diagonal's 1) are set to exactly 0 instead of
+    becoming subnormal numbers, which make the Cholesky and GEMMs that follow many times slower.
+    """
+    R = D * (-0.5 / ell**2)
+    np.putmask(R, R < -708.0, -np.inf)
+    return np.exp(R, out=R)
+
+
+def _blas_threads(n: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread for problems with fewer than SINGLE_THREAD_ROWS rows, else unchanged."""
+    if n < SINGLE_THREAD_ROWS:
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
 def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
     """Lower Cholesky factor of M, overwriting M (upper triangle zeroed)."""
     L, info = sla.lapack.dpotrf(M, lower=1, clean=1, overwrite_a=1)
@@ -100,7 +124,7 @@ def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
 def exact_lml(D: np.ndarray, y: np.ndarray, s: float, ell: float, noise: float) -> float:
     """Exact log p(y | X, s, ℓ, σ²) (eq. 4) for squared distances D (n, n) and centred y (n,)."""
     n = y.shape[0]
-    A = np.exp(D * (-0.5 / ell**2))
+    A = _rbf(D, ell)
     A *= s
     A.flat[:: n + 1] += noise
     L = _cholesky(A, "exact_lml")
@@ -120,7 +144,7 @@ def profiled_lml(
     """
     n = y.shape[0]
     ell2, g = math.exp(2.0 * log_ell), math.exp(log_g)
-    R = np.exp(D * (-0.5 / ell2))  # (n, n)
+    R = _rbf(D, math.sqrt(ell2))  # (n, n)
     B = R.copy()
     B.flat[:: n + 1] += g
     L = _cholesky(B, f"profiled_lml(ℓ={math.sqrt(ell2):.4g}, g={g:.4g})")
@@ -191,7 +215,8 @@ class ExactGP:
     seed: seeds the warm-start subset.
 
     Fitted: ``raw_params_`` (t, 3) = log(s, ℓ, σ²); ``hyperparams_``: per task a dict with those
-    three plus ``mean`` (ȳ_i), ``lml``, ``n_train``, ``n_evals``; ``alpha_`` list of (n_i,).
+    three plus ``mean`` (ȳ_i), ``lml``, ``n_train``, ``n_evals``; ``alpha_`` list of (n_i,);
+    ``timings_``: seconds for the shared distance matrix and for each task.
     """
 
     def __init__(
@@ -237,9 +262,12 @@ class ExactGP:
             )
         t = Y.shape[1]
         inits = self._inits(t)
+        start = time.perf_counter()
         union = np.flatnonzero(mask.any(1))
         self.X_train_ = X[union] if np.issubdtype(X.dtype, np.floating) else X[union].astype(float)
-        self._D = sq_distances(self.X_train_)  # (n_u, n_u), shared by all tasks
+        with _blas_threads(union.size):
+            self._D = sq_distances(self.X_train_)  # (n_u, n_u), shared by all tasks
+        self.timings_: dict[str, Any] = {"distances": time.perf_counter() - start, "tasks": []}
         pos = np.full(X.shape[0], -1)
         pos[union] = np.arange(union.size)
         rng = np.random.default_rng(self.seed)
@@ -251,7 +279,10 @@ class ExactGP:
             rows = pos[np.flatnonzero(mask[:, i])]
             y = Y[mask[:, i], i]
             self.rows_.append(rows)
-            hp = self._fit_task(self._D[np.ix_(rows, rows)], y, inits[i], rng)
+            start = time.perf_counter()
+            with _blas_threads(rows.size):
+                hp = self._fit_task(self._D[np.ix_(rows, rows)], y, inits[i], rng)
+            self.timings_["tasks"].append(time.perf_counter() - start)
             self.hyperparams_.append(hp)
             self.raw_params_[i] = np.log([hp[k] for k in _HYPER])
         return self
@@ -290,7 +321,8 @@ class ExactGP:
             ]
             x[1] = np.clip(x[1], *bounds[1])
             if m < n:
-                x, _, k = _optimise(D_sub, y[sub], x, bounds, self.max_iter, self.gtol)
+                with _blas_threads(m):
+                    x, _, k = _optimise(D_sub, y[sub], x, bounds, self.max_iter, self.gtol)
                 n_evals += k
             x, _, k = _optimise(D, y, x, bounds, self.max_iter, self.gtol)
             n_evals += k
@@ -298,7 +330,7 @@ class ExactGP:
             ell, noise = math.exp(x[0]), math.exp(x[1]) * s
         else:
             lml = exact_lml(D, y, s, ell, noise)
-            A = s * np.exp(D * (-0.5 / ell**2))
+            A = s * _rbf(D, ell)
             A.flat[:: n + 1] += noise
             alpha = sla.cho_solve((_cholesky(A, "ExactGP.fit"), True), y)
         self.alpha_.append(alpha)
@@ -337,29 +369,37 @@ class ExactGP:
 
     def predict_mean(self, X: Any) -> np.ndarray:
         """Posterior mean μ (m, t) only (eq. 2) — no factorisation needed."""
-        Dq = sq_distances(self._check_query(X), self.X_train_)  # (m, n_u)
-        out = np.empty((Dq.shape[0], len(self.hyperparams_)))
-        for i, (hp, rows) in enumerate(zip(self.hyperparams_, self.rows_)):
-            Kq = hp["signal_variance"] * np.exp(Dq[:, rows] * (-0.5 / hp["lengthscale"] ** 2))
-            out[:, i] = hp["mean"] + Kq @ self.alpha_[i]
+        X = self._check_query(X)
+        with _blas_threads(self.X_train_.shape[0]):
+            Dq = sq_distances(X, self.X_train_)  # (m, n_u)
+            out = np.empty((Dq.shape[0], len(self.hyperparams_)))
+            for i, (hp, rows) in enumerate(zip(self.hyperparams_, self.rows_)):
+                Kq = hp["signal_variance"] * _rbf(Dq[:, rows], hp["lengthscale"])
+                out[:, i] = hp["mean"] + Kq @ self.alpha_[i]
         return out
 
     def predict(self, X: Any, *, include_noise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean μ (m, t) and variance V (m, t) at X (m, d) (eqs. 2, 3).
 
         V is the latent f's variance, s − k*ᵀA⁻¹k* (clamped at 0 against rounding); with
-        ``include_noise`` it is that of a new observation, V + σ².
+        ``include_noise`` it is that of a new observation, V + σ². Each task refactorises its
+        A (one Cholesky) rather than keeping t factors of n_i² floats in memory.
         """
-        Dq = sq_distances(self._check_query(X), self.X_train_)  # (m, n_u)
+        X = self._check_query(X)
+        with _blas_threads(self.X_train_.shape[0]):
+            return self._predict(X, include_noise)
+
+    def _predict(self, X: np.ndarray, include_noise: bool) -> tuple[np.ndarray, np.ndarray]:
+        Dq = sq_distances(X, self.X_train_)  # (m, n_u)
         D = self._train_distances()
         mean = np.empty((Dq.shape[0], len(self.hyperparams_)))
         var = np.empty_like(mean)
         for i, (hp, rows) in enumerate(zip(self.hyperparams_, self.rows_)):
             s, ell, noise = hp["signal_variance"], hp["lengthscale"], hp["noise_variance"]
-            A = s * np.exp(D[np.ix_(rows, rows)] * (-0.5 / ell**2))  # (n_i, n_i)
+            A = s * _rbf(D[np.ix_(rows, rows)], ell)  # (n_i, n_i)
             A.flat[:: rows.size + 1] += noise
             L = _cholesky(A, f"ExactGP.predict task {i}")
-            Kq = s * np.exp(Dq[:, rows] * (-0.5 / ell**2))  # (m, n_i)
+            Kq = s * _rbf(Dq[:, rows], ell)  # (m, n_i)
             mean[:, i] = hp["mean"] + Kq @ self.alpha_[i]
             V = sla.solve_triangular(L, Kq.T, lower=True, check_finite=False)  # (n_i, m)
             var[:, i] = np.maximum(s - np.einsum("ij,ij->j", V, V), 0.0)
