@@ -146,3 +146,26 @@ def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path):
     )
     for key in ("val/mAP", "val/f1_mean", "val/loss", "test/mAP", "test/f1_mean", "test/loss"):
         assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-4), key
+
+
+def test_datamodule_takes_rank_and_world_size_from_the_trainer():
+    from types import SimpleNamespace
+
+    from gifemo.finetune.data import FinetuneDataModule
+
+    recs = [SimpleNamespace(id=str(i), path=f"{i}.gif") for i in range(5)]
+    labels = np.zeros((5, 17), np.float32)
+    dm = FinetuneDataModule(train=(recs, labels), val=(recs, labels), num_workers=0, batch_size=1)
+    dm.trainer = SimpleNamespace(
+        global_rank=1,
+        world_size=2,
+        _accelerator_connector=SimpleNamespace(use_distributed_sampler=False),
+    )
+    dm.setup("fit")
+    assert [k[1] for k in dm.train_dataloader().sampler] == np.random.default_rng(
+        [0, 0]
+    ).permutation(5)[[1, 3]].tolist()
+    assert list(dm.val_dataloader().sampler) == [1, 3]
+    dm.trainer._accelerator_connector.use_distributed_sampler = True
+    with pytest.raises(ValueError, match="use_distributed_sampler"):
+        dm.setup("fit")

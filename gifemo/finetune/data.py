@@ -158,7 +158,7 @@ class FinetuneDataModule(L.LightningDataModule):
         self.rank, self.world_size = 0, 1
 
     def setup(self, stage: str | None = None) -> None:
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        trainer = self.trainer
         if trainer is not None:
             self.rank, self.world_size = trainer.global_rank, trainer.world_size
             if self.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
