@@ -155,8 +155,8 @@ def compare_sklearn(d: int, *, n: int = 600, t: int = 17) -> dict[str, Any]:
     return row
 
 
-def _gifgif_child(n: int, d: int, name: str, tol: float, queue: Any) -> None:
-    torch.set_num_threads(2)
+def _gifgif_child(n: int, d: int, name: str, tol: float, threads: int, queue: Any) -> None:
+    torch.set_num_threads(threads)
     X, Y, mask = make_data(n, d, 17, seed=1)
     pen = penalties(X, Y, mask)[name]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -188,7 +188,9 @@ def gifgif_size(quick: bool, tol: float = 1e-6) -> list[dict[str, Any]]:
     rows = []
     for name in ("lasso", "trace", "cmtl"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_gifgif_child, args=(n, d, name, tol, queue))
+        proc = ctx.Process(
+            target=_gifgif_child, args=(n, d, name, tol, torch.get_num_threads(), queue)
+        )
         proc.start()
         row = queue.get()
         proc.join()
@@ -224,8 +226,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--only", nargs="+", choices=("cvxpy", "sklearn", "gifgif", "gp"), default=None
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     result: dict[str, Any] = {"gap": GAP, "quick": args.quick}
     dims = (50, 200) if args.quick else (50, 200, 500)
     parts = set(args.only or ("cvxpy", "sklearn", "gifgif", "gp"))
@@ -236,7 +239,10 @@ def main(argv: list[str]) -> int:
         print("lasso, ours vs scikit-learn Lasso (17 tasks), equal objective")
         result["sklearn"] = [compare_sklearn(d) for d in dims]
     if "gifgif" in parts:
-        print("ours at GIFGIF size (tol 1e-6, 2 threads; gap against a tol 1e-10 continuation)")
+        print(
+            f"ours at GIFGIF size (tol 1e-6, {args.threads} threads; "
+            "gap against a tol 1e-10 continuation)"
+        )
         result["gifgif"] = gifgif_size(args.quick)
     if "gp" in parts:
         _gp(result, args.quick)
