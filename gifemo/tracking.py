@@ -134,8 +134,8 @@ def _is_wandb(logger: Any) -> bool:
     return type(logger).__name__ == "WandbLogger"
 
 
-def sweep_group() -> str | None:
-    """The sweep directory's name when running inside a Hydra multirun, else ``None``."""
+def _multirun_dir() -> Path | None:
+    """The sweep directory when running inside a Hydra multirun, else ``None``."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -144,17 +144,28 @@ def sweep_group() -> str | None:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return None
-    return Path(str(hc.sweep.dir)).name
+    return Path(str(hc.sweep.dir))
+
+
+def sweep_group() -> str | None:
+    """The sweep directory's name when running inside a Hydra multirun, else ``None``."""
+    d = _multirun_dir()
+    return None if d is None else d.name
 
 
 def point_wandb_dirs(output_dir: str | Path) -> dict[str, str]:
-    """Set WANDB_DIR / _CACHE_DIR / _CONFIG_DIR / _DATA_DIR inside ``output_dir``; returns them."""
-    out = Path(output_dir).resolve()
+    """Set WANDB_DIR / _CACHE_DIR / _CONFIG_DIR / _DATA_DIR inside the output directory.
+
+    In a multirun they point inside the sweep directory (shared by its jobs: W&B reads them
+    once per process), otherwise inside ``output_dir``; each run's own files still go to
+    ``output_dir/wandb/`` (the logger's ``save_dir``). Returns the variables set.
+    """
+    base = (_multirun_dir() or Path(output_dir)).resolve()
     dirs = {
-        "WANDB_DIR": out,
-        "WANDB_CACHE_DIR": out / "wandb" / ".cache",
-        "WANDB_CONFIG_DIR": out / "wandb" / ".config",
-        "WANDB_DATA_DIR": out / "wandb" / ".data",
+        "WANDB_DIR": base,
+        "WANDB_CACHE_DIR": base / "wandb" / ".cache",
+        "WANDB_CONFIG_DIR": base / "wandb" / ".config",
+        "WANDB_DATA_DIR": base / "wandb" / ".data",
     }
     for var, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
