@@ -162,9 +162,9 @@ def test_datamodule_takes_rank_and_world_size_from_the_trainer():
         _accelerator_connector=SimpleNamespace(use_distributed_sampler=False),
     )
     dm.setup("fit")
-    assert [k[1] for k in dm.train_dataloader().sampler] == np.random.default_rng(
-        [0, 0]
-    ).permutation(5)[[1, 3]].tolist()
+    perm = np.random.default_rng([0, 0]).permutation(5)
+    padded = np.r_[perm, perm[:1]]  # 5 GIFs padded to 6 = 2 ranks × 3
+    assert [k[1] for k in dm.train_dataloader().sampler] == padded[[1, 3, 5]].tolist()
     assert list(dm.val_dataloader().sampler) == [1, 3]
     dm.trainer._accelerator_connector.use_distributed_sampler = True
     with pytest.raises(ValueError, match="use_distributed_sampler"):
