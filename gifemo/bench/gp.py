@@ -43,7 +43,9 @@ def make_problem(
     """X (n, d) float32 (rows of unit norm), Y (n, t) float64, mask (n, t) bool (see module doc)."""
     rng = np.random.default_rng(seed)
     Z = rng.standard_normal((n, 8))  # latent signal
-    X = np.maximum(Z @ rng.standard_normal((8, d)) / np.sqrt(8) + rng.standard_normal((n, d)), 0)
+    X = np.maximum(
+        Z @ rng.standard_normal((8, d)) / np.sqrt(8) + 0.3 * rng.standard_normal((n, d)), 0
+    )
     X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     Y = 25 + 6 * np.tanh(Z @ rng.standard_normal((8, t)) / 2) + 2 * rng.standard_normal((n, t))
     mask = np.ones((n, t), dtype=bool)
@@ -59,7 +61,7 @@ def _peer(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
     from sklearn.gaussian_process.kernels import ConstantKernel as C
 
-    from gifemo.models.gp import sq_distances
+    from gifemo.models.gp import _blas_threads, sq_distances
 
     X64, yc = X.astype(np.float64), y - y.mean()
     var = float(yc.var())
@@ -67,7 +69,8 @@ def _peer(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     kernel = C(var, (1e-5 * var, 1e5 * var)) * RBF(ell, (1e-3 * ell, 1e3 * ell))
     kernel += WhiteKernel(0.1 * var, (1e-6 * var, 1e3 * var))
     start = time.perf_counter()
-    sk = GaussianProcessRegressor(kernel, alpha=0.0, n_restarts_optimizer=0).fit(X64, yc)
+    with _blas_threads(len(y)):  # the thread policy ExactGP applies at this size
+        sk = GaussianProcessRegressor(kernel, alpha=0.0, n_restarts_optimizer=0).fit(X64, yc)
     sk_s = time.perf_counter() - start
     start = time.perf_counter()
     ours = ExactGP().fit(X, y[:, None], np.ones((len(y), 1), dtype=bool))
@@ -103,12 +106,12 @@ def run(quick: bool) -> dict[str, Any]:
     start = time.perf_counter()
     gp.predict_mean(X_test)
     predict_mean_s = time.perf_counter() - start
-    evals = [hp["n_evals"] for hp in gp.hyperparams_]
+    evals = [hp["n_evals_full"] for hp in gp.hyperparams_]
     out.update(
         gifgif_fit_s=round(fit_s, 2),
         gifgif_fit_distances_s=round(gp.timings_["distances"], 2),
         gifgif_fit_s_per_task=round(float(np.mean(gp.timings_["tasks"])), 2),
-        gifgif_lbfgs_evals_per_task=f"mean {np.mean(evals):.1f}, max {max(evals)}",
+        gifgif_full_evals_per_task=f"mean {np.mean(evals):.1f}, max {max(evals)} (all rows)",
         gifgif_predict_s=round(predict_s, 2),
         gifgif_predict_mean_only_s=round(predict_mean_s, 2),
         gifgif_n_test=size["n_test"],

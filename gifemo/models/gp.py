@@ -29,12 +29,14 @@ exact log marginal likelihood in float64. The fit is made fast, and stays exact,
       ∂L_p/∂log g = ½ g αᵀα / s* − ½ g tr(B⁻¹)
       ∂L_p/∂log ℓ = ½ αᵀ(R∘D)α / (ℓ² s*) − ½ Σ_ab (B⁻¹)_ab (R∘D)_ab / ℓ²
 
-* a warm start: L-BFGS-B first on a random subset of ``warm_start_size`` rows (cheap), then on
-  all of the task's rows from there (at most ``max_iter`` iterations each, stopping when the
-  per-row projected gradient is below ``gtol`` or the per-row value changes by less than
-  1e-10 relative). Initial values: ℓ₀ = median pairwise distance of the subset (median
-  heuristic), s₀ = var(y), σ²₀ = 0.1·var(y). The last stage always runs on all rows, so the
-  result is a stationary point of the full-data likelihood up to that tolerance.
+* a warm start (tasks with more than ``warm_start_size`` rows): L-BFGS-B on a random subset
+  of ``warm_start_size`` rows (each evaluation ~(n_i/m)³ cheaper), a per-row Hessian there by
+  central differences of the exact gradient, then projected BFGS on all rows started from that
+  Hessian with Armijo backtracking. It stops when every per-row gradient component is below
+  ``gtol``, when a step gains less than ``lml_tol`` nats, or after ``max_full_evals``
+  all-row evaluations (5 on the benchmark's data, against 9 for L-BFGS-B from the subset's
+  optimum). Smaller tasks run L-BFGS-B on all rows (``max_iter``, ``gtol``). Initial values:
+  ℓ₀ = median pairwise distance of the subset (median heuristic), s₀ = var(y), σ²₀ = 0.1·var(y).
 
 Posterior mean and variance are exact (Cholesky) for the hyper-parameters found. LAPACK calls go
 through SciPy (OpenBLAS): on this project's AMD CPUs MKL's ``potri`` via torch is 3–5× slower.
@@ -167,36 +169,84 @@ def profiled_lml(
     return float(value), gradient, s_star, alpha / s_star
 
 
-def _optimise(
-    D: np.ndarray,
-    y: np.ndarray,
-    x0: np.ndarray,
-    bounds: list[tuple[float, float]],
-    max_iter: int,
+class _Objective:
+    """x = (log ℓ, log g) ↦ (−L_p/n, −∇L_p/n): per-row scale, so tolerances do not depend on n.
+
+    Counts evaluations and keeps the best point with its s* and α = A⁻¹y, so that the fit needs
+    no extra factorisation at the end.
+    """
+
+    def __init__(self, D: np.ndarray, y: np.ndarray) -> None:
+        self.D, self.y, self.n_eval = D, y, 0
+        self.best_value, self.best_x, self.best_s = -np.inf, np.zeros(2), 0.0
+        self.best_alpha = np.zeros_like(y)
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        self.n_eval += 1
+        value, grad, s, alpha = profiled_lml(self.D, self.y, float(x[0]), float(x[1]))
+        if value > self.best_value:
+            self.best_value, self.best_x, self.best_s, self.best_alpha = value, x.copy(), s, alpha
+        n = self.y.shape[0]
+        return -value / n, -grad / n
+
+
+def _lbfgs(obj: _Objective, x0: np.ndarray, bounds: np.ndarray, max_iter: int, gtol: float) -> None:
+    """L-BFGS-B on ``obj`` (scipy); the result is ``obj.best_x``."""
+    options = {"maxiter": max_iter, "gtol": gtol, "ftol": 1e-12}
+    sopt.minimize(obj, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+
+
+def _fd_hessian(obj: _Objective, x: np.ndarray, h: float = 1e-3) -> np.ndarray:
+    """Per-row Hessian (2, 2) of ``obj`` at x by central differences of its exact gradient,
+    made positive definite (eigenvalues floored at 1e-3 of the largest)."""
+    H = np.empty((2, 2))
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        H[:, j] = (obj(x + e)[1] - obj(x - e)[1]) / (2 * h)
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    w = np.maximum(np.abs(w), 1e-3 * max(np.abs(w).max(), 1e-12))
+    return (V * w) @ V.T
+
+
+def _quasi_newton(
+    obj: _Objective,
+    x: np.ndarray,
+    H: np.ndarray,
+    bounds: np.ndarray,
+    *,
+    max_evals: int,
     gtol: float,
-) -> tuple[np.ndarray, float, int]:
-    """Maximise ``profiled_lml`` over x = (log ℓ, log g) by L-BFGS-B; returns (x, L_p, #evals)."""
-    n = y.shape[0]
-    best: dict[str, Any] = {"value": -np.inf, "x": x0}
-    n_eval = 0
+    lml_tol: float,
+) -> None:
+    """Projected BFGS from x with initial per-row Hessian H (from a subset), Armijo backtracking.
 
-    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        nonlocal n_eval
-        n_eval += 1
-        value, gradient, _, _ = profiled_lml(D, y, float(x[0]), float(x[1]))
-        if value > best["value"]:
-            best.update(value=value, x=x.copy())
-        return -value / n, -gradient / n  # per-row scale: tolerances independent of n
-
-    sopt.minimize(
-        fun,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxiter": max_iter, "gtol": gtol, "ftol": 1e-10},
-    )
-    return best["x"], best["value"], n_eval
+    Stops when every per-row gradient component is below ``gtol``, when an accepted step gains
+    less than ``lml_tol`` nats of log marginal likelihood, or after ``max_evals`` evaluations.
+    Steps are capped at 2 (log units) per coordinate. The result is ``obj.best_x``.
+    """
+    n = obj.y.shape[0]
+    f, g = obj(x)
+    while obj.n_eval < max_evals and np.abs(g).max() >= gtol:
+        p = -np.linalg.solve(H, g)
+        p *= min(1.0, 2.0 / np.abs(p).max())
+        step = 1.0
+        while True:
+            x_new = np.clip(x + step * p, bounds[:, 0], bounds[:, 1])
+            f_new, g_new = obj(x_new)
+            if f_new <= f + 1e-4 * float(g @ (x_new - x)) or obj.n_eval >= max_evals:
+                break
+            step *= 0.3
+        if f_new > f:  # out of evaluations without an acceptable step
+            return
+        s_k, y_k = x_new - x, g_new - g
+        if s_k @ y_k > 1e-12 * (s_k @ s_k):  # BFGS update of the Hessian approximation
+            Hs = H @ s_k
+            H = H - np.outer(Hs, Hs) / (s_k @ Hs) + np.outer(y_k, y_k) / (s_k @ y_k)
+        gain = (f - f_new) * n
+        x, f, g = x_new, f_new, g_new
+        if gain < lml_tol:
+            return
 
 
 class ExactGP:
@@ -209,13 +259,16 @@ class ExactGP:
         ``signal_variance``, ``lengthscale``, ``noise_variance`` — one dict for all tasks or a
         sequence of t dicts; missing keys take the heuristics of the module docstring.
     warm_start_size: rows of the subset optimised first (None: no warm start).
-    max_iter: L-BFGS-B iterations per stage.
+    max_iter: L-BFGS-B iterations (subset stage, or the only stage when n_i ≤ warm_start_size).
     gtol: stop when every component of the per-row gradient (in log ℓ, log g) is below it.
+    max_full_evals, lml_tol: the all-rows quasi-Newton stage stops after this many likelihood
+        evaluations, or when a step gains less than ``lml_tol`` nats.
     min_noise_ratio: lower bound on g = σ²/s (keeps B's condition number ≤ 1 + n/g).
     seed: seeds the warm-start subset.
 
     Fitted: ``raw_params_`` (t, 3) = log(s, ℓ, σ²); ``hyperparams_``: per task a dict with those
-    three plus ``mean`` (ȳ_i), ``lml``, ``n_train``, ``n_evals``; ``alpha_`` list of (n_i,);
+    three plus ``mean`` (ȳ_i), ``lml``, ``n_train``, ``n_evals``
+    (likelihood evaluations, all stages), ``n_evals_full`` (those on all rows); ``alpha_`` list of (n_i,);
     ``timings_``: seconds for the shared distance matrix and for each task.
     """
 
@@ -227,6 +280,8 @@ class ExactGP:
         warm_start_size: int | None = 1000,
         max_iter: int = 30,
         gtol: float = 1e-5,
+        max_full_evals: int = 8,
+        lml_tol: float = 1e-3,
         min_noise_ratio: float = 1e-6,
         seed: int = 0,
     ) -> None:
@@ -235,6 +290,8 @@ class ExactGP:
         self.warm_start_size = warm_start_size
         self.max_iter = max_iter
         self.gtol = gtol
+        self.max_full_evals = max_full_evals
+        self.lml_tol = lml_tol
         self.min_noise_ratio = min_noise_ratio
         self.seed = seed
 
@@ -310,24 +367,40 @@ class ExactGP:
         s = float(init.get("signal_variance", var_y))
         ell = float(init.get("lengthscale", math.sqrt(max(med, 1e-12))))
         noise = float(init.get("noise_variance", 0.1 * var_y))
-        n_evals = 0
+        n_evals = n_full = 0
         if self.optimize:
             if var_y <= 0.0:
                 raise ValueError("ExactGP.fit: a task's training targets are constant")
             x = np.array([math.log(ell), math.log(noise / s)])
-            bounds = [
-                (x[0] - math.log(1e3), x[0] + math.log(1e3)),
-                (math.log(self.min_noise_ratio), math.log(1e3)),
-            ]
+            bounds = np.array(
+                [
+                    (x[0] - math.log(1e3), x[0] + math.log(1e3)),
+                    (math.log(self.min_noise_ratio), math.log(1e3)),
+                ]
+            )
             x[1] = np.clip(x[1], *bounds[1])
-            if m < n:
+            full = _Objective(D, y)
+            if m < n:  # warm start: L-BFGS on the subset, then quasi-Newton on all rows
+                part = _Objective(D_sub, y[sub])
                 with _blas_threads(m):
-                    x, _, k = _optimise(D_sub, y[sub], x, bounds, self.max_iter, self.gtol)
-                n_evals += k
-            x, _, k = _optimise(D, y, x, bounds, self.max_iter, self.gtol)
-            n_evals += k
-            lml, _, s, alpha = profiled_lml(D, y, float(x[0]), float(x[1]), grad=False)
-            ell, noise = math.exp(x[0]), math.exp(x[1]) * s
+                    _lbfgs(part, x, bounds, self.max_iter, self.gtol)
+                    H = _fd_hessian(part, part.best_x)
+                n_evals += part.n_eval
+                _quasi_newton(
+                    full,
+                    part.best_x,
+                    H,
+                    bounds,
+                    max_evals=self.max_full_evals,
+                    gtol=self.gtol,
+                    lml_tol=self.lml_tol,
+                )
+            else:
+                _lbfgs(full, x, bounds, self.max_iter, self.gtol)
+            n_full = full.n_eval
+            n_evals += n_full
+            lml, s, alpha = full.best_value, full.best_s, full.best_alpha
+            ell, noise = math.exp(full.best_x[0]), math.exp(full.best_x[1]) * s
         else:
             lml = exact_lml(D, y, s, ell, noise)
             A = s * _rbf(D, ell)
@@ -342,6 +415,7 @@ class ExactGP:
             "lml": lml,
             "n_train": n,
             "n_evals": n_evals,
+            "n_evals_full": n_full,
         }
 
     # --------------------------------------------------------------- prediction
