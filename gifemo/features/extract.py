@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -76,8 +77,10 @@ def _chunks(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) -> lis
 class _ChunkAccumulator:
     """Per-GIF float64 sums of clip features for the GIFs of one chunk, batched exactly."""
 
-    def __init__(self, records: Sequence[Any], chunk: int, lo: int, hi: int, dim: int) -> None:
-        self.records, self.chunk, self.lo, self.hi = records, chunk, lo, hi
+    def __init__(
+        self, records: Sequence[Any], chunk: int, lo: int, hi: int, dim: int, device: torch.device
+    ) -> None:
+        self.records, self.chunk, self.lo, self.hi, self.device = records, chunk, lo, hi, device
         self.sums = np.zeros((hi - lo, dim), np.float64)
         self.counts = np.zeros(hi - lo, np.int64)
         self.n_frames = np.zeros(hi - lo, np.int64)
@@ -104,18 +107,29 @@ class _ChunkAccumulator:
                 self.n_frames[r] = int(batch["n_frames"][j])
                 self.delay[r] = float(batch["mean_delay_ms"][j])
         if len(batch["clips"]):
-            self.clips.append(batch["clips"])
+            self.clips.append(batch["clips"].to(self.device, non_blocking=True))
             self.owner.append(rows[batch["gif_index"].numpy()])
 
     def take(self, n: int) -> tuple[torch.Tensor, np.ndarray]:
         """The next ``n`` pending clips (fewer if fewer are pending) and their owners."""
-        clips, owner = torch.cat(self.clips), np.concatenate(self.owner)
-        self.clips, self.owner = ([clips[n:]], [owner[n:]]) if len(owner) > n else ([], [])
-        return clips[:n], owner[:n]
+        clips, owner, got = [], [], 0
+        while got < n and self.owner:
+            k = min(n - got, len(self.owner[0]))
+            clips.append(self.clips[0][:k])
+            owner.append(self.owner[0][:k])
+            got += k
+            if k == len(self.owner[0]):
+                self.clips.pop(0), self.owner.pop(0)
+            else:
+                self.clips[0], self.owner[0] = self.clips[0][k:], self.owner[0][k:]
+        return (clips[0] if len(clips) == 1 else torch.cat(clips)), np.concatenate(owner)
 
     def accumulate(self, feats: np.ndarray, owner: np.ndarray) -> None:
-        np.add.at(self.sums, owner, feats.astype(np.float64))
-        np.add.at(self.counts, owner, 1)
+        """Add each clip's features to its GIF's sum, in clip order (``owner`` is sorted)."""
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        gifs = owner[starts]
+        self.sums[gifs] += np.add.reduceat(feats.astype(np.float64), starts, axis=0)
+        self.counts[gifs] += np.diff(np.r_[starts, len(owner)])
 
     def shard(self) -> Shard:
         for r in np.flatnonzero(self.ok & (self.counts == 0)):  # decoded, yet no clip came out
@@ -223,17 +237,37 @@ def extract_features(
     written = 0
     t_start = time.perf_counter()
 
+    # Batches in flight: the GPU computes batch k while the host adds up batch k-1's features.
+    inflight: deque[tuple[_ChunkAccumulator, torch.Tensor, Any, np.ndarray]] = deque()
+
+    def drain(keep: int) -> None:
+        while len(inflight) > keep:
+            acc, host, done, owner = inflight.popleft()
+            if done is not None:
+                done.synchronize()
+            acc.accumulate(host.numpy(), owner)
+
     def run(acc: _ChunkAccumulator, final: bool) -> None:
+        t0 = time.perf_counter()
         while acc.pending >= batch_clips or (final and acc.pending):
             clips, owner = acc.take(batch_clips)
-            t0 = time.perf_counter()
-            x = clips.to(dev, non_blocking=True, memory_format=fmt)
+            x = clips.to(dev, non_blocking=True, memory_format=fmt)  # (b, 3, 16, 112, 112)
             with torch.inference_mode(), amp:
-                feats = model.features(x).float().cpu().numpy()  # (b, D); .cpu() synchronises
-            stats["compute_s"] += time.perf_counter() - t0
+                feats = model.features(x).float()  # (b, D)
+                if dev.type == "cuda":
+                    host = torch.empty(feats.shape, pin_memory=True)
+                    host.copy_(feats, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                    inflight.append((acc, host, done, owner))
+                else:
+                    inflight.append((acc, feats, None, owner))
             stats["clips"] += len(owner)
-            acc.accumulate(feats, owner)
-            bar.set_postfix(clips=stats["clips"], refresh=False)
+            drain(keep=1)
+        if final:
+            drain(keep=0)
+        stats["compute_s"] += time.perf_counter() - t0
+        bar.set_postfix(clips=stats["clips"], refresh=False)
 
     acc: _ChunkAccumulator | None = None
     it: Iterator[dict[str, Any]] = iter(loader)
@@ -244,7 +278,7 @@ def extract_features(
         chunk = int(batch["index"][0]) // chunk_gifs
         if acc is None:
             lo = chunk * chunk_gifs
-            acc = _ChunkAccumulator(records, chunk, lo, min(n, lo + chunk_gifs), dim)
+            acc = _ChunkAccumulator(records, chunk, lo, min(n, lo + chunk_gifs), dim, dev)
         acc.add(batch)
         bar.update(len(batch["ids"]))
         run(acc, final=False)
