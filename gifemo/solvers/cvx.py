@@ -34,9 +34,12 @@ class CvxSolution:
     solve_seconds: float  # wall time of problem.solve (canonicalisation included)
 
 
-def _solver_options(solver: str, eps: float) -> dict[str, Any]:
+def _solver_options(solver: str, eps: float, time_limit: float | None) -> dict[str, Any]:
     if solver == "SCS":
-        return {"eps_abs": eps, "eps_rel": eps, "max_iters": 1_000_000}
+        opts: dict[str, Any] = {"eps_abs": eps, "eps_rel": eps, "max_iters": 1_000_000}
+        if time_limit is not None:
+            opts["time_limit_secs"] = time_limit
+        return opts
     if solver == "CLARABEL":
         return {"tol_gap_abs": eps, "tol_gap_rel": eps, "tol_feas": eps, "max_iter": 500}
     return {}
@@ -51,12 +54,13 @@ def solve_cvx(
     solver: str = "SCS",
     eps: float = 1e-9,
     verbose: bool = False,
+    time_limit: float | None = None,
 ) -> CvxSolution:
     """Solve the multi-task problem for ``penalty`` with cvxpy.
 
     X (n, d), Y (n, t) (entries outside the mask are ignored, NaN allowed), mask (n, t) bool
     or None (all rows). ``eps`` sets the solver's tolerances (SCS eps_abs/eps_rel, Clarabel
-    gap/feasibility tolerances).
+    gap/feasibility tolerances); ``time_limit`` (seconds) caps an SCS solve.
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -92,7 +96,7 @@ def solve_cvx(
         raise TypeError(f"solve_cvx: no cvxpy formulation for {type(penalty).__name__}")
     problem = cp.Problem(cp.Minimize(loss + reg), constraints)
     start = time.perf_counter()
-    problem.solve(solver=solver, verbose=verbose, **_solver_options(solver, eps))
+    problem.solve(solver=solver, verbose=verbose, **_solver_options(solver, eps, time_limit))
     seconds = time.perf_counter() - start
     if W.value is None:
         raise RuntimeError(f"solve_cvx: {solver} returned status {problem.status} and no solution")
