@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import time
 import tracemalloc
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 from gifemo.models.gp import ExactGP
 
@@ -85,14 +85,17 @@ def _peer(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Measure the GP at GIFGIF size (quick: tiny) and against scikit-learn; flat dict of rows."""
-    size = QUICK if quick else FULL
+def run(quick: bool, *, size: dict[str, int] | None = None) -> dict[str, Any]:
+    """Measure the GP at GIFGIF size (quick: tiny) and against scikit-learn; flat dict of rows.
+
+    ``size`` (keys of :data:`FULL`) overrides both, for tests.
+    """
+    size = size or (QUICK if quick else FULL)
     X, Y, mask = make_problem(size["n"], size["d"], size["t"])
     X_test, _, _ = make_problem(size["n_test"], size["d"], size["t"], seed=1)
     out: dict[str, Any] = {
         "size": f"n={size['n']} d={size['d']} t={size['t']} rows/task≈{int(mask.sum(0).mean())}",
-        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "blas_threads": max((p["num_threads"] for p in threadpool_info()), default=0),
     }
     tracemalloc.start()
     start = time.perf_counter()
