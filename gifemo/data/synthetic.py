@@ -16,19 +16,22 @@ part])``, so each part is deterministic for a seed and independent of the others
    positive valence; anger/fear/surprise high arousal, sadness/guilt low arousal, …).
 2. *Latent affect* (v_n, a_n) = π_p + N(0, 0.45² I): the part of the emotion that only the
    pixels reveal.
-3. *Intensities* z_{n,e} = 1.3·⟨π̂_e, (v_n, a_n)⟩ + 1.0·[e = p_n] + N(0, 0.4²), π̂_e = π_e/‖π_e‖:
-   emotions with similar prototypes co-vary, which gives the paper's two clusters.
-4. *Scores*: with q_e the (1 − r_e) quantile of z_{·,e} (target positive rate r_e ∈ [0.12, 0.28]),
+3. *Intensities* z_{n,e} = 1.0·⟨π̂_e, (v_n, a_n)⟩ + 2.5·[e = p_n] + N(0, 0.4²), π̂_e = π_e/‖π_e‖
+   (``W_AFFECT``, ``W_PRIMARY``): emotions with similar prototypes co-vary, which gives the
+   paper's two clusters; the primary emotion dominates.
+4. *Scores*: with q_e the (1 − r_e) quantile of z_{·,e} (target positive rate r_e ∈ [0.10, 0.26]),
    y = 25 + 4·(z − q_e), σ = clip(LogNormal(log 2.2, 0.35), 0.8, 6), μ = clip(y + 3σ, 0.5, 49.5),
    so that y = μ − 3σ > 25 (a positive, DESIGN §2) for about r_e of the GIFs; 3 % of the
    non-positive entries stay unvoted at the prior (25, 25/3). GIFGIF+ labels are those
    positives (plus the highest-y emotion when none is positive).
-5. *Tags* (Table 1 of the paper): with probability 0.55 one to three tags of p_n's Table-1 list
+5. *Tags* (Table 1 of the paper): with probability 0.75 one to three tags of p_n's Table-1 list
    (earlier, more frequent tags likelier), with probability 0.15 one tag of a random emotion's
    list (confusion), zero to two generic tags (tv, movies, reaction, …; "cartoons & comics" for
    cartoons) and zero to two noise tags from a Zipf-distributed pool (most fall under the
-   0.5 % dictionary threshold). So ≈ 45 % of the GIFs carry no emotion tag at all.
-6. *Pixels*: strong, global, low-frequency cues that survive a randomly initialised C3D:
+   0.5 % dictionary threshold). So ≈ 25 % of the GIFs carry no emotion tag, and Table 1's lists
+   overlap within a cluster: tags tell the cluster, rarely the emotion.
+6. *Pixels* show (v, a) + N(0, 0.9² I) (``VISUAL_NOISE``) — information the tags lack, blurred —
+   through strong, global, low-frequency cues that survive a randomly initialised C3D:
    background hue from valence (warm yellow-orange ↔ cool blue-violet) and brightness
    (positive brighter); a large blob whose brightness follows valence (light ↔ dark), whose
    shape follows valence (circle ↔ square), and whose size and speed grow with arousal (high
@@ -65,10 +68,15 @@ from PIL import Image
 from gifemo.data.tags import GENERIC_TAGS, TABLE1_TAGS
 from gifemo.emotions import EMOTIONS, MU0, N_EMOTIONS, SIGMA0
 
-VERSION = 1
+VERSION = 2
 MARKER = ".synthetic.json"
 PARTS = ("gifgif", "gifgif_plus", "candidates")
 _PART_ID = {p: i for i, p in enumerate(PARTS)}
+
+W_AFFECT = 1.0  # weight of the (valence, arousal) projection in the intensities (step 3)
+W_PRIMARY = 2.5  # weight of the primary-emotion indicator (step 3)
+P_EMOTION_TAGS = 0.75  # probability that a GIF carries tags of its primary emotion (step 5)
+VISUAL_NOISE = 0.9  # std of the noise between the latent affect and what the pixels show (step 6)
 
 # (valence, arousal) prototypes, EMOTIONS order
 PROTOTYPES = np.array(
@@ -174,11 +182,11 @@ def sample_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     va = PROTOTYPES[primary] + rng.normal(0.0, 0.45, size=(n, 2))
     unit = PROTOTYPES / np.linalg.norm(PROTOTYPES, axis=1, keepdims=True)
     z = (
-        1.3 * va @ unit.T
-        + 1.0 * np.eye(N_EMOTIONS)[primary]
+        W_AFFECT * va @ unit.T
+        + W_PRIMARY * np.eye(N_EMOTIONS)[primary]
         + rng.normal(0.0, 0.4, size=(n, N_EMOTIONS))
     )
-    rate = rng.uniform(0.12, 0.28, size=N_EMOTIONS)
+    rate = rng.uniform(0.10, 0.26, size=N_EMOTIONS)
     q = np.array([np.quantile(z[:, e], 1.0 - rate[e]) for e in range(N_EMOTIONS)])
     sigma = np.clip(np.exp(rng.normal(math.log(2.2), 0.35, size=z.shape)), 0.8, 6.0)
     mu = np.clip(25.0 + 4.0 * (z - q) + 3.0 * sigma, 0.5, 49.5)
@@ -206,7 +214,7 @@ def sample_tags(rng: np.random.Generator, primary: str, *, cartoon: bool) -> lis
     """Tags of one GIF (step 5 of the module docstring); a few are capitalised (raw Giphy tags)."""
     tags: list[str] = []
     own = [t for t in TABLE1_TAGS[primary] if t not in GENERIC_TAGS]
-    if rng.random() < 0.55:
+    if rng.random() < P_EMOTION_TAGS:
         w = 1.0 / (1.0 + np.arange(len(own)))
         k = min(int(rng.integers(1, 4)), len(own))
         tags += [str(t) for t in rng.choice(own, size=k, replace=False, p=w / w.sum())]
@@ -259,7 +267,7 @@ def _background(rng: np.random.Generator, h: int, w: int, textured: bool, base: 
 def render_gif(rng: np.random.Generator, path: Path, *, va: np.ndarray, n_frames: int, h: int, w: int,
                cartoon: bool, multi_scene: bool) -> dict[str, Any]:  # fmt: skip
     """Draw and save one animated GIF (palette images, Pillow writer); returns its container facts."""
-    v, a = float(va[0]), float(va[1])
+    v, a = (float(x) for x in va + rng.normal(0.0, VISUAL_NOISE, size=2))  # what the pixels show
     v_look = v + rng.normal(0, 0.25)
     palette = _scene_palette(v, rng) + _scene_palette(v + rng.normal(0, 0.5), rng)  # 0-7, 8-15
     palette += [
