@@ -73,7 +73,9 @@ def mean_by_gif(values: Tensor, gif_index: Tensor, n_gifs: int) -> tuple[Tensor,
     return sums / counts.clamp(min=1).unsqueeze(1).to(values.dtype), counts
 
 
-def gather_predictions(index: Tensor, scores: Tensor, labels: Tensor) -> tuple[np.ndarray, ...]:
+def gather_predictions(
+    index: Tensor, scores: Tensor, labels: Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All ranks' (index (n,), scores (n, t), labels (n, t)) → every rank gets the union, deduplicated.
 
     Each dataset index is kept once (the first copy), so a padding DistributedSampler (which repeats
@@ -110,6 +112,11 @@ class FinetuneModule(L.LightningModule):
         seed: seeds the dropout generator.
     """
 
+    pos_weight: Tensor
+    val_thresholds: Tensor
+    backbone: Any
+    head: Any
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -131,7 +138,7 @@ class FinetuneModule(L.LightningModule):
         for unused in ("fc7", "fc8"):
             if getattr(backbone, unused, None) is not None:
                 setattr(backbone, unused, None)
-        d, t = head.W.shape
+        d, t = tuple(head.W.shape)  # type: ignore[arg-type]
         if d != backbone.feature_dim:
             raise ValueError(
                 f"head.W is ({d}, {t}) but the backbone's fc6 has {backbone.feature_dim} features"
@@ -209,7 +216,7 @@ class FinetuneModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         self.failures.extend(batch.get("failures", []))
         if batch["clips"].shape[0] == 0:  # every GIF of the batch failed to decode
-            return sum(p.sum() for p in self.head.parameters()) * 0.0
+            return self.head.W.sum() * 0.0
         logits, counts = self.gif_logits(batch, batch_idx)
         ok = counts > 0
         loss = self.loss(logits[ok], batch["labels"][ok])
@@ -273,16 +280,22 @@ class FinetuneModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         metrics = self._epoch_metrics("val", None)
-        if self.history and not self.trainer.sanity_checking:
-            self.history[-1]["val/mAP"] = metrics.get("val/mAP", float("nan"))
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self._history_row()["val/mAP"] = metrics.get("val/mAP", float("nan"))
+
+    def _history_row(self) -> dict[str, float]:
+        """This epoch's row of ``history`` (created on demand: a resumed epoch has no start hook)."""
+        if not self.history or self.history[-1]["epoch"] != self.current_epoch:
+            self.history.append({"epoch": float(self.current_epoch)})
+        return self.history[-1]
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss = [0.0, 0]
-        self.history.append({"epoch": float(self.current_epoch)})
+        self._history_row()
 
     def on_train_epoch_end(self) -> None:
         total, count = self._epoch_loss
-        self.history[-1]["train/loss"] = total / max(count, 1)
+        self._history_row()["train/loss"] = total / max(count, 1)
 
     def on_test_epoch_end(self) -> None:
         self._epoch_metrics("test", self.val_thresholds.cpu().numpy().astype(np.float64))

@@ -88,7 +88,7 @@ class ResumableDataLoader(DataLoader):
         super().__init__(dataset, sampler=sampler, batch_size=batch_size, **kwargs)
         self._consumed = 0
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         sampler = self.sampler
         assert isinstance(sampler, EpochSampler)
         assert self.batch_size is not None
