@@ -185,7 +185,7 @@ def test_head_forward_regularizer_and_solution():
     assert float(reg.detach()) == pytest.approx(0.5 * np.abs(Sol.W).sum())
     reg.backward()
     torch.testing.assert_close(head.W.grad, 0.5 * torch.sign(torch.as_tensor(Sol.W)))
-    assert float(head.regularizer(Ridge(1.0))) == pytest.approx((Sol.W**2).sum())
+    assert float(head.regularizer(Ridge(1.0)).detach()) == pytest.approx((Sol.W**2).sum())
     with pytest.raises(ValueError, match=r"expected input \(B, 4\)"):
         head(torch.ones(2, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="do not match"):
