@@ -220,6 +220,8 @@ class FinetuneModule(L.LightningModule):
         logits, counts = self.gif_logits(batch, batch_idx)
         ok = counts > 0
         loss = self.loss(logits[ok], batch["labels"][ok])
+        self._epoch_loss[0] += float(loss.detach()) * int(ok.sum())
+        self._epoch_loss[1] += int(ok.sum())
         self.log(
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=int(ok.sum())
         )
