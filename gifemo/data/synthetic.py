@@ -427,6 +427,8 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, size: str | dict
         try:
             _build_part(tmp, part, seed, spec)
             (tmp / MARKER).write_text(json.dumps(want, indent=1))
+            if _read_marker(target) == want:  # another process finished it meanwhile
+                continue
             if target.exists():  # an outdated generation: move it aside, then replace
                 old = Path(tempfile.mkdtemp(dir=out, prefix=f".{part}.old-"))
                 os.replace(target, old / part)
