@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,7 @@ def scrubbed_argv() -> Iterator[None]:
     """Temporarily redact secrets in ``sys.argv`` (W&B records the command line at init)."""
     original = list(sys.argv)
     known = secret_env_values()
-    cleaned = []
-    for arg in original:
-        key, sep, value = arg.partition("=")
-        if sep and SECRET_KEY.search(key.split(".")[-1]) and value:
-            cleaned.append(f"{key}={REDACTED}")
-        else:
-            cleaned.append(scrub_text(arg, known))
-    sys.argv[:] = cleaned
+    sys.argv[:] = [scrub_text(a, known) for a in scrub_overrides(original)]
     try:
         yield
     finally:
@@ -287,3 +281,39 @@ def finish_any_wandb_run() -> None:
     if wandb.run is not None:
         log.info("finishing W&B run %s left open", wandb.run.id)
         wandb.finish()
+
+
+class ScrubHydraOutputs(Callback):
+    """Hydra callback: scrub secrets from the job's ``.hydra/{config,overrides,hydra}.yaml``.
+
+    Hydra saves the composed config and the command-line overrides before the job starts; a
+    secret typed on the command line (``logger.api_key=...``) would stay there in clear text.
+    ``on_job_start`` (called right after Hydra saved them) rewrites them through :func:`scrub`.
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        subdir = OmegaConf.select(config, "hydra.output_subdir")
+        out = OmegaConf.select(config, "hydra.runtime.output_dir")
+        if not subdir or not out:
+            return
+        for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+            path = Path(str(out)) / str(subdir) / name
+            if not path.is_file():
+                continue
+            data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            clean = scrub(scrub_overrides(data))
+            if clean != data:
+                path.write_text(OmegaConf.to_yaml(OmegaConf.create(clean)))
+
+
+def scrub_overrides(obj: Any) -> Any:
+    """Redact ``key=value`` override strings whose key names a credential."""
+    if isinstance(obj, list):
+        return [scrub_overrides(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: scrub_overrides(v) for k, v in obj.items()}
+    if isinstance(obj, str):
+        key, sep, value = obj.partition("=")
+        if sep and value and SECRET_KEY.search(key.split(".")[-1]):
+            return f"{key}={REDACTED}"
+    return obj

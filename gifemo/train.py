@@ -66,12 +66,12 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def job_overrides() -> list[str]:
-    """The command-line/sweep overrides of this job (empty outside a Hydra run)."""
+    """The command-line/sweep overrides of this job, secrets redacted (empty outside Hydra)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    return list(tracking.scrub(tracking.scrub_overrides(list(HydraConfig.get().overrides.task))))
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
