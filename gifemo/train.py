@@ -147,7 +147,10 @@ def _run(cfg: DictConfig, out: Path, logger: Any) -> tuple[dict[str, float], dic
             store=store,
             config=tracking.scrub_config(cfg),
         )
-    figures = make_figures(cfg, out, report, estimator) if cfg.get("figures", True) else {}
+    figures = {}
+    if cfg.get("figures", True):
+        figures = make_figures(cfg, out, report, estimator)
+        figures.update(dataset_figures(out, dataset, store, data))
     objects["figures"] = figures
 
     tracking.log_summary(logger, metrics)
@@ -390,3 +393,19 @@ def make_figures(cfg: DictConfig, out: Path, report: Any, estimator: Any) -> dic
             scores, W6, labels[k], fig_dir / "fig6_silhouette.png"
         )
     return paths
+
+
+def dataset_figures(out: Path, dataset: Any, store: Any, data: Any) -> dict[str, Path]:
+    """Figs. 9-10 of the GIFs this run used (:func:`gifemo.data.stats.dataset_statistics`):
+    frame counts and mean delays (from the feature store), emotion overlap, flag shares."""
+    from gifemo.data.stats import dataset_statistics
+
+    keep = np.array([dataset.index_of(gid) for gid in data.ids], dtype=np.int64)
+    rows = np.array([store.row_of(gid) for gid in data.ids], dtype=np.int64)
+    stats = dataset_statistics(
+        dataset.subset(keep),
+        out / "figures",
+        n_frames=np.asarray(store.n_frames)[rows],
+        mean_delay_ms=np.asarray(store.mean_delay_ms)[rows],
+    )
+    return {f"figures/{k}_dataset": Path(v) for k, v in stats["figures"].items()}

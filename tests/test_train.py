@@ -105,8 +105,8 @@ def test_csv_logger_gets_metrics_config_and_tables(trained: dict[str, Any]) -> N
     per_emotion = list(csv.DictReader((csv_dir / "test_per_emotion.csv").open()))
     assert [r["emotion"] for r in per_emotion] == list(EMOTIONS)
     assert sorted(p.name for p in (trained["out"] / "figures").glob("*.png")) == [
-        "fig6_silhouette.png", "fig7_pr_mean.png", "fig7_pr_per_emotion.png",
-        "fig8_correlation.png"]  # fmt: skip
+        "fig10_overlap.png", "fig6_silhouette.png", "fig7_pr_mean.png",
+        "fig7_pr_per_emotion.png", "fig8_correlation.png", "fig9_timing.png"]  # fmt: skip
 
 
 def test_saved_model_reloads_and_scores_new_gifs_identically(
