@@ -61,7 +61,7 @@ def _peer(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
     from sklearn.gaussian_process.kernels import ConstantKernel as C
 
-    from gifemo.models.gp import _blas_threads, sq_distances
+    from gifemo.models.gp_lml import _blas_threads, sq_distances
 
     X64, yc = X.astype(np.float64), y - y.mean()
     var = float(yc.var())
