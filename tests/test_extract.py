@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
 from gifemo.data.transforms import C3DTransform
-from gifemo.features.extract import KILL_ENV, extract, extract_features
+from gifemo.features.extract import KILL_ENV, extract, extract_features, resolve_precision
 from gifemo.features.store import COMPLETE, PARTIAL, FeatureStore, StoreError
 from gifemo.models.c3d import build_c3d
 from tests.gifmaker import moving_frames, pillow_gif
@@ -214,4 +214,5 @@ def test_extract_py_command_line(tmp_path):
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "2 GIFs x 32" in out.stdout and "random-init" in out.stdout
-    assert FeatureStore.open(tmp_path / "store").meta["precision"] == "bf16"
+    expected = resolve_precision("auto", torch.device("cpu"))
+    assert FeatureStore.open(tmp_path / "store").meta["precision"] == expected
