@@ -7,7 +7,7 @@ transform, in this one process:
 
 - ours fp32 / ours bf16: :func:`gifemo.features.extract.extract_features` — DataLoader workers
   decode while the model runs, clips of many GIFs batched together (``--batch-clips``),
-  bf16 autocast for the bf16 run, channels_last_3d on CUDA, shards + final store on disk;
+  bf16 autocast for the bf16 run, channels_last_3d, shards + final store on disk;
 - naive fp32 (the peer): ``read_gif`` → ``AllClips`` → ``C3DTransform`` → ``model.features``
   one GIF at a time in the main process, no workers, then mean + L2.
 
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> int:
         feats: dict[str, np.ndarray] = {}
         for name, precision in runs:
             naive = name.startswith("naive")
-            _warm(model, dev, precision, 1 if naive else batch_clips, cuda and not naive)
+            _warm(model, dev, precision, 1 if naive else batch_clips, not naive)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(dev)
             t0 = time.perf_counter()

@@ -186,7 +186,7 @@ def extract_features(
     progress: bool = True,
     chunk_gifs: int = 32,
     load_gifs: int = 2,
-    channels_last: bool | None = None,
+    channels_last: bool = True,
     dataset_name: str = "gifs",
     fingerprint: str | None = None,
     extra_meta: dict[str, Any] | None = None,
@@ -195,8 +195,8 @@ def extract_features(
 
     ``precision``: "32", "bf16" (autocast; features are accumulated in float64 either way) or
     "auto" (:func:`resolve_precision`).
-    ``channels_last``: channels_last_3d memory format; None = only on CUDA (measured: on this
-    2-core AVX2 CPU it is slower, on GPUs cuDNN's NDHWC kernels are faster).
+    ``channels_last``: channels_last_3d memory format for model and clips; measured to help on
+    both targets (2-core AVX2 CPU fp32: +8–10 % clips per CPU-second; cuDNN's NDHWC kernels on GPUs).
     ``fingerprint``: identity of the result (computed from the inputs when None); a complete
     store with the same fingerprint is returned as is, shards of another one are discarded.
     """
@@ -229,7 +229,7 @@ def extract_features(
     todo = [c for c in range(n_chunks) if c not in work.done()]
     log.info("extracting %d GIFs: %d of %d chunks to do", n, len(todo), n_chunks)
 
-    use_cl = dev.type == "cuda" if channels_last is None else channels_last
+    use_cl = bool(channels_last)
     fmt = torch.channels_last_3d if use_cl else torch.contiguous_format
     model = model.eval().to(dev)
     if use_cl:
@@ -408,7 +408,7 @@ def extract(cfg: Any) -> FeatureStore:
         progress=bool(ex.get("progress", True)),
         chunk_gifs=int(ex.get("chunk_gifs", 32)),
         load_gifs=int(ex.get("load_gifs", 2)),
-        channels_last=ex.get("channels_last"),
+        channels_last=bool(ex.get("channels_last", True)),
         dataset_name=dataset.name,
         fingerprint=fingerprint,
         extra_meta={"backbone_config": backbone},
