@@ -135,7 +135,7 @@ class _ChunkAccumulator:
             owner.append(self.owner[0][:k])
             got += k
             if k == len(self.owner[0]):
-                self.clips.pop(0), self.owner.pop(0)
+                del self.clips[0], self.owner[0]
             else:
                 self.clips[0], self.owner[0] = self.clips[0][k:], self.owner[0][k:]
         return (clips[0] if len(clips) == 1 else torch.cat(clips)), np.concatenate(owner)

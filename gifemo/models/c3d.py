@@ -247,7 +247,8 @@ def load_c3d_weights(
     if model.fc8 is None and (w8 is not None or b8 is not None):
         shape = tuple(w8.shape) if w8 is not None else None
         notes.append(f"fc8 from the file ignored (drop_fc8): fc8.weight {shape}")
-        given.pop("fc8.weight", None), given.pop("fc8.bias", None)
+        for key in ("fc8.weight", "fc8.bias"):
+            given.pop(key, None)
     elif (
         model.fc8 is not None
         and w8 is not None
@@ -260,8 +261,8 @@ def load_c3d_weights(
         notes.append(
             f"fc8 re-initialised: the file has {w8.shape[0]} classes, the model {model.num_classes}"
         )
-        given.pop("fc8.weight"), given.pop("fc8.bias")
-        expected.pop("fc8.weight"), expected.pop("fc8.bias")
+        for key in ("fc8.weight", "fc8.bias"):
+            given.pop(key), expected.pop(key)  # the model keeps its fresh fc8
     missing = sorted(set(expected) - set(given))
     extra = sorted(set(given) - set(expected))
     wrong = [
