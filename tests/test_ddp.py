@@ -108,8 +108,11 @@ if objects["trainer"].is_global_zero:
 
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path):
-    """2 CPU ranks × 2 GIFs per device == 1 rank × 4 GIFs: same batches, averaged gradients,
-    every val/test GIF evaluated once (22 training GIFs: no padding; no dropout)."""
+    """2 CPU ranks × 2 GIFs per device == 1 rank × 4 GIFs: the same GIFs per step, clip draws and
+    fc6 dropout masks keyed by GIF, rank losses whose average is the global-batch loss, every
+    val/test GIF evaluated once. Only float summation order differs (the gradient all-reduce,
+    per-rank partial sums), ~1e-7 relative on weights after 12 steps; AP only changes when that
+    reorders two scores, so 1e-4 on mAP/F1 and 1e-4 relative on losses."""
     import json
     import subprocess
     import sys
@@ -120,7 +123,7 @@ def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path):
     script.write_text(DDP_SCRIPT.format(root=str(root), conf=str(root / "conf")))
     common = [
         "experiment=finetune_tiny", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
-        "data.synthetic_size=tiny", "model.split.val_fraction=0.3", "model.feature_dropout=0.0",
+        "data.synthetic_size=tiny", "model.split.val_fraction=0.3", "model.feature_dropout=0.5",
         "model.freeze_epochs=1", "trainer.max_epochs=2", "model.eval_batch_size=3",
     ]  # fmt: skip
     runs = {
@@ -144,8 +147,10 @@ def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path):
         one["val/n_gifs"] == two["val/n_gifs"] == 10
         and one["test/n_gifs"] == two["test/n_gifs"] == 8
     )
-    for key in ("val/mAP", "val/f1_mean", "val/loss", "test/mAP", "test/f1_mean", "test/loss"):
-        assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-4), key
+    for key in ("val/mAP", "val/f1_mean", "test/mAP", "test/f1_mean"):
+        assert two[key] == pytest.approx(one[key], rel=0, abs=1e-4), key
+    for key in ("val/loss", "test/loss", "train/loss_first_epoch", "train/loss_last_epoch"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4), key
 
 
 def test_datamodule_takes_rank_and_world_size_from_the_trainer():
@@ -169,3 +174,22 @@ def test_datamodule_takes_rank_and_world_size_from_the_trainer():
     dm.trainer._accelerator_connector.use_distributed_sampler = True
     with pytest.raises(ValueError, match="use_distributed_sampler"):
         dm.setup("fit")
+
+
+def test_step_k_of_w_ranks_is_batch_k_of_one_process_with_padding_flagged():
+    """Round-robin sharding: step k of W ranks × B GIFs = positions [kWB, (k+1)WB) of the padded
+    permutation, i.e. batch k of one process with W·B GIFs; the padding repeats are flagged."""
+    n, world, b = 11, 3, 2
+    ranks = [
+        list(EpochSampler(n, shuffle=True, seed=4, rank=r, world_size=world, with_epoch=True))
+        for r in range(world)
+    ]
+    single = list(EpochSampler(n, shuffle=True, seed=4, with_epoch=True))
+    assert [k[2] for k in single] == [False] * n
+    steps = -(-len(ranks[0]) // b)
+    for k in range(steps):
+        union = [key for r in range(world) for key in ranks[r][k * b : (k + 1) * b]]
+        real = sorted(key[1] for key in union if not key[2])
+        assert real == sorted(key[1] for key in single[k * world * b : (k + 1) * world * b])
+    pads = [key for rank in ranks for key in rank if key[2]]
+    assert len(pads) == world - n % world and all(key[0] == 0 for key in pads)

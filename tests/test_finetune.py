@@ -302,3 +302,71 @@ def test_finetuning_learns_and_is_reproducible(tmp_path):
     w1 = o1["module"].state_dict()
     for name, value in o2["module"].state_dict().items():
         torch.testing.assert_close(value, w1[name], rtol=0, atol=0, msg=name)
+
+
+# -- DDP equals one big batch ----------------------------------------------------------------
+def test_dropout_masks_depend_on_the_gif_and_clip_not_on_the_batch():
+    from gifemo.finetune.module import dropout_keep_mask
+
+    a = dropout_keep_mask(1, 2, torch.tensor([5, 9]), torch.tensor([0, 0, 1]), 4000, 0.3)
+    b = dropout_keep_mask(1, 2, torch.tensor([7, 5]), torch.tensor([0, 1, 1, 1]), 4000, 0.3)
+    assert a.shape == (3, 4000) and a.dtype == torch.bool
+    torch.testing.assert_close(a[0], b[1])  # GIF 5, clip 0, in another batch and position
+    torch.testing.assert_close(a[1], b[2])  # GIF 5, clip 1
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a[0], a[2])
+    other_epoch = dropout_keep_mask(1, 3, torch.tensor([5]), torch.tensor([0]), 4000, 0.3)
+    assert not torch.equal(a[0], other_epoch[0])
+    assert abs(a.float().mean().item() - 0.7) < 0.02
+
+
+def _sub_batch(batch, gifs, pad=()):
+    """The GIFs ``gifs`` (positions in ``batch``) as their own batch; ``pad`` positions weigh 0."""
+    rows = [torch.nonzero(batch["gif_index"] == g).flatten() for g in gifs]
+    return {
+        "clips": torch.cat([batch["clips"][r] for r in rows]),
+        "gif_index": torch.repeat_interleave(
+            torch.arange(len(gifs)), torch.tensor([len(r) for r in rows])
+        ),
+        "index": batch["index"][list(gifs)],
+        "labels": batch["labels"][list(gifs)],
+        "weight": torch.tensor([0.0 if g in pad else 1.0 for g in gifs]),
+        "failures": [],
+    }
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")
+def test_rank_losses_average_to_the_one_process_gradient():
+    """Emulates DDP (W=2): the mean of the ranks' gradients of L_r equals the gradient of one
+    process on the union batch — with unequal valid GIFs per rank (a decode failure, a padding
+    repeat), two clips per GIF, fc6 dropout and a penalty; a per-rank mean loss would not. The
+    backbone is frozen to keep the test fast (backward through conv3d on CPU takes seconds); its
+    gradient is the chain rule through the same head gradients."""
+    from gifemo.models.penalties import TraceNorm
+
+    batch = _batch((2, 2, 0, 2, 2), seed=3)  # GIF 2 failed to decode
+    batch["index"] = torch.tensor([4, 0, 7, 2, 9])
+
+    def grads(m, b, world, total):
+        m.zero_grad()
+        m._world_size = lambda: world
+        m._all_sum = lambda x: torch.stack([torch.tensor(total), x[1]])
+        m.training_step(b, 0).backward()
+        return [p.grad.clone() for p in m.head.parameters()]
+
+    m = _module(feature_dropout=0.5, penalty=TraceNorm(0.01), seed=5, freeze_epochs=1).train()
+    one = grads(m, _sub_batch(batch, [0, 1, 2, 3, 4]), 1, 4.0)
+    # rank 0: GIFs 0, 2 (failed), 4; rank 1: GIFs 1, 3 and a padding repeat of GIF 0
+    r0 = grads(m, _sub_batch(batch, [0, 2, 4]), 2, 4.0)
+    r1 = grads(m, _sub_batch(batch, [1, 3, 0], pad=(0,)), 2, 4.0)
+    for g, a, b in zip(one, r0, r1, strict=True):
+        torch.testing.assert_close((a + b) / 2, g, rtol=1e-5, atol=1e-7)  # float order
+    assert all(p.grad is None for p in m.backbone.parameters())
+    # the per-rank mean (what DDP computes from plain mean losses) differs: the check can fail
+    mean_loss = [_sub_batch(batch, [0, 4]), _sub_batch(batch, [1, 3, 0])]  # pad counted
+    naive = []
+    for b in mean_loss:
+        m.zero_grad()
+        logits, _ = m.gif_logits(b)
+        m.loss(logits, b["labels"]).backward()
+        naive.append(m.head.W.grad.clone())
+    assert not torch.allclose((naive[0] + naive[1]) / 2, one[0], rtol=1e-3, atol=1e-5)

@@ -93,7 +93,7 @@ def run_setting(
         }
         t1 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits, counts = module.gif_logits(batch, 0)
+            logits, counts = module.gif_logits(batch)
             ok = counts > 0
             loss = module.loss(logits[ok], batch["labels"][ok])
         opt.zero_grad(set_to_none=True)

@@ -8,9 +8,10 @@ and epochs), and the clip sampler + ``C3DTransform.from_resized`` (random crop a
 training) run on top every time. Without a cache the same function decodes directly, so cached
 and uncached runs produce the same tensors.
 
-Randomness: the training sampler yields ``(epoch, index)`` keys and item i of epoch e draws its
-clips, crops and flips from ``torch.Generator`` seeded by (seed, epoch, i) — independent of
-worker count, worker assignment, persistent workers and resumption.
+Randomness: the training sampler yields ``(epoch, index, pad)`` keys and item i of epoch e draws
+its clips, crops and flips from ``torch.Generator`` seeded by (seed, epoch, i) — independent of
+worker count, worker assignment, rank, persistent workers and resumption. :func:`collate_finetune`
+adds the per-GIF loss weight (0 for a DDP padding repeat) to ``collate_clips``'s batch.
 
 A GIF that fails to decode never stops training: its item has 0 clips and ``error`` set, and the
 collated batch lists it under ``failures`` (the module records them).
@@ -41,6 +42,15 @@ def _decode(path: str, read_kwargs: dict[str, Any]) -> CachedGif:
     return CachedGif(
         resize_frames(gif.frames), gif.delays_ms.astype(np.int64), bool(gif.truncated), False
     )
+
+
+def collate_finetune(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``collate_clips`` + ``"weight"`` (B,) float32: 0 for padding repeats (``item["pad"]``), else 1."""
+    from gifemo.data.clip_dataset import collate_clips
+
+    batch = collate_clips(items)
+    batch["weight"] = torch.tensor([0.0 if it.get("pad") else 1.0 for it in items])
+    return batch
 
 
 class FinetuneClipDataset(Dataset):
@@ -82,16 +92,18 @@ class FinetuneClipDataset(Dataset):
         path = str(self.records[i].path)
         return self.cache.get(path) if self.cache is not None else _decode(path, self.read_kwargs)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, ...]) -> dict[str, Any]:
+        """key: i, (epoch, i) or (epoch, i, pad) (the training sampler's keys)."""
         from gifemo.data.clip_dataset import item_generator
 
-        epoch, i = key if isinstance(key, tuple) else (0, key)
+        epoch, i, pad = (*key, False)[:3] if isinstance(key, tuple) else (0, key, False)
         record = self.records[i]
         item: dict[str, Any] = {
             "index": i,
             "id": record.id,
             "path": str(record.path),
             "error": None,
+            "pad": bool(pad),
         }
         if self.labels is not None:
             item["labels"] = torch.from_numpy(self.labels[i])
@@ -187,8 +199,6 @@ class FinetuneDataModule(L.LightningDataModule):
         )
 
     def loader(self, split: str) -> ResumableDataLoader:
-        from gifemo.data.clip_dataset import collate_clips
-
         train = split == "train"
         dataset = self.dataset(split)
         sampler = EpochSampler(
@@ -200,7 +210,7 @@ class FinetuneDataModule(L.LightningDataModule):
             dataset,
             sampler=sampler,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=collate_clips,
+            collate_fn=collate_finetune,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,

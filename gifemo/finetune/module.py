@@ -10,22 +10,38 @@ counts). Because the head is affine, the mean of the clip logits equals the head
 mean fc6 of the GIF — "average logits" and "average fc6" are the same thing here. Training
 averages the ``num_clips`` random clips drawn per GIF; evaluation averages ALL clips (§3.3).
 
-Loss, per batch of B GIFs with labels y (B, t) ∈ {0, 1}, GIF logits z (B, t):
+Loss, per optimiser step over the B GIFs of the (global) batch with labels y (B, t) ∈ {0, 1},
+GIF logits z (B, t) and weights w (B,) (1; 0 for a GIF that failed to decode or a DDP padding
+duplicate):
 
-    L = (1 / (B·t)) Σ_{n,e} −[ p_e y_{n,e} log σ(z_{n,e}) + (1 − y_{n,e}) log(1 − σ(z_{n,e})) ]
-        + Ω(W)
+    L = (1 / (Σ_n w_n · t)) Σ_{n,e} w_n ℓ_{n,e} + Ω(W),
+    ℓ_{n,e} = −[ p_e y_{n,e} log σ(z_{n,e}) + (1 − y_{n,e}) log(1 − σ(z_{n,e})) ]
 
 with p_e the positive weight of emotion e (``pos_weight`` (t,), typically #neg/#pos on the
 training set, :func:`positive_weights`) and Ω the head penalty (``penalty.value(head.W)``,
 W (d, t), any of :mod:`gifemo.models.penalties`; ``None`` = no penalty). Ω is added to a *mean*
 loss, so its ρ is on a per-sample scale (ρ_linear-model / n gives the same trade-off).
 
+DDP equals one big batch. DDP averages the gradients of the W ranks, so rank r minimises
+
+    L_r = (W / (Σ_all w_n · t)) Σ_{n ∈ rank r} Σ_e w_n ℓ_{n,e} + Ω(W),
+
+whose rank average is exactly L above for the union of the ranks' batches (Σ_all w_n is one
+all-reduce per step). A per-rank *mean* would weight a GIF by 1/(its rank's batch size), which
+differs from the single-process mean whenever ranks hold different numbers of valid GIFs (the
+last batch of an epoch, padding duplicates, decode failures). With the sampler's round-robin
+sharding, step k of W ranks × B GIFs covers positions [kWB, (k+1)WB) of the epoch's permutation:
+the batch of one process with W·B GIFs. Every random draw is keyed by the GIF, never by the rank
+or the batch position: clips / crops / flips by (seed, epoch, index) (the dataset) and the fc6
+dropout mask of clip j of GIF ``index`` by (seed, epoch, index, j) (:func:`dropout_keep_mask`).
+So W ranks × B GIFs train exactly like one process with W·B GIFs, up to float summation order.
+
 Freezing: for epochs < ``freeze_epochs`` the backbone runs under ``torch.no_grad`` (no backward
 through C3D, its parameters get no gradient and the optimiser skips them). Parameters keep
 ``requires_grad=True`` throughout, so DDP registers them all (with ``find_unused_parameters``).
 
-Reproducibility: the fc6 dropout mask comes from a generator seeded by (seed, epoch, batch,
-rank), so a run resumed from a checkpoint draws the same masks as an uninterrupted one.
+Reproducibility and resume: all draws above depend on (seed, epoch, GIF, clip) only, so a run
+resumed from a checkpoint draws the same clips and dropout masks as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -71,6 +87,31 @@ def mean_by_gif(values: Tensor, gif_index: Tensor, n_gifs: int) -> tuple[Tensor,
     sums = values.new_zeros(n_gifs, values.shape[1]).index_add_(0, gif_index, values)
     counts = torch.bincount(gif_index, minlength=n_gifs)
     return sums / counts.clamp(min=1).unsqueeze(1).to(values.dtype), counts
+
+
+_DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout stream apart from the clip draws
+
+
+def dropout_keep_mask(
+    seed: int, epoch: int, index: Tensor, gif_index: Tensor, d: int, p: float
+) -> Tensor:
+    """Keep mask (N, d) bool of the fc6 dropout, one row per clip, keyed by GIF and clip only.
+
+    Row n is clip j of GIF ``index[gif_index[n]]`` (j counts that GIF's rows in order) and is
+    drawn as ``rand(d) >= p`` from a CPU generator seeded by SeedSequence([seed, epoch, index, j,
+    tag]); it does not depend on the rank, the batch, or the GIF's position in it.
+    index (B,) dataset indices, gif_index (N,) in [0, B).
+    """
+    idx, gi = index.cpu().tolist(), gif_index.cpu().tolist()
+    seen: dict[int, int] = {}
+    rows = []
+    for b in gi:
+        j = seen.get(b, 0)
+        seen[b] = j + 1
+        key = np.random.SeedSequence([int(seed), int(epoch), int(idx[b]), j, _DROPOUT_TAG])
+        gen = torch.Generator().manual_seed(int(key.generate_state(1)[0]))
+        rows.append(torch.rand(d, generator=gen) >= p)
+    return torch.stack(rows) if rows else torch.zeros(0, d, dtype=torch.bool)
 
 
 def gather_predictions(
@@ -160,45 +201,47 @@ class FinetuneModule(L.LightningModule):
         self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
         self.failures: list[dict[str, Any]] = []
         self.last_metrics: dict[str, dict[str, float]] = {}
-        self.history: list[dict[str, float]] = []  # per epoch: train loss (this rank), val mAP
-        self._epoch_loss = [0.0, 0]
+        self.history: list[dict[str, float]] = []  # per epoch: train loss (all ranks), val mAP
+        self._epoch_loss: Tensor | None = None  # [Σ per-GIF loss, Σ GIFs] over all ranks
 
     # -- forward -----------------------------------------------------------------------------
     @property
     def backbone_frozen(self) -> bool:
         return self.training and self.current_epoch < self.freeze_epochs
 
-    def _dropout(self, h: Tensor, batch_idx: int) -> Tensor:
+    def _dropout(self, h: Tensor, batch: dict[str, Any] | None) -> Tensor:
         p = self.feature_dropout
         if not self.training or p == 0.0:
             return h
-        rank = self.global_rank if self._trainer is not None else 0
-        key = np.random.SeedSequence([self.seed, self.current_epoch, batch_idx, rank])
-        gen = torch.Generator(device=h.device).manual_seed(int(key.generate_state(1)[0]))
-        keep = torch.rand(h.shape, generator=gen, device=h.device) >= p
-        return h * keep / (1.0 - p)
+        if batch is None:
+            raise ValueError(
+                "training-mode dropout needs the batch (its GIF indices key the masks)"
+            )
+        keep = dropout_keep_mask(
+            self.seed, self.current_epoch, batch["index"], batch["gif_index"], h.shape[1], p
+        )
+        return h * keep.to(h.device) / (1.0 - p)
 
-    def clip_logits(self, clips: Tensor, batch_idx: int = 0) -> Tensor:
-        """(N, 3, 16, 112, 112) → (N, t) logits."""
+    def clip_logits(self, clips: Tensor, batch: dict[str, Any] | None = None) -> Tensor:
+        """(N, 3, 16, 112, 112) → (N, t) logits (``batch`` keys the dropout masks when training)."""
         if self.backbone_frozen:
             with torch.no_grad():
                 h = self.backbone.features(clips)  # (N, d)
         else:
             h = self.backbone.features(clips)  # (N, d)
-        return self.head(self._dropout(h, batch_idx))  # (N, t)
+        return self.head(self._dropout(h, batch))  # (N, t)
 
-    def gif_logits(self, batch: dict[str, Any], batch_idx: int = 0) -> tuple[Tensor, Tensor]:
+    def gif_logits(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Per-GIF mean logits (B, t) and clip counts (B,) from a ``collate_clips`` batch."""
         clips, gif_index = batch["clips"], batch["gif_index"]
         n_gifs = len(batch["index"])
-        if self.training:
-            z = self.clip_logits(clips, batch_idx)
+        t = self.head.W.shape[1]
+        if len(clips) == 0:  # every GIF failed: zero logits, still connected to the head
+            z = clips.new_zeros(0, t) + 0.0 * self.head.W.sum()
+        elif self.training:
+            z = self.clip_logits(clips, batch)
         else:
-            z = (
-                torch.cat([self.clip_logits(c) for c in clips.split(self.eval_chunk)])
-                if len(clips)
-                else clips.new_zeros(0, self.head.W.shape[1])
-            )
+            z = torch.cat([self.clip_logits(c) for c in clips.split(self.eval_chunk)])
         return mean_by_gif(z.float(), gif_index, n_gifs)
 
     def forward(self, clips: Tensor) -> Tensor:
@@ -206,25 +249,49 @@ class FinetuneModule(L.LightningModule):
         return self.clip_logits(clips)
 
     # -- training ----------------------------------------------------------------------------
+    def bce_sums(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Σ_e ℓ_{n,e} per GIF: logits, labels (B, t) → (B,) positive-weighted BCE sums."""
+        bce = F.binary_cross_entropy_with_logits(
+            logits, labels.float(), pos_weight=self.pos_weight, reduction="none"
+        )
+        return bce.sum(1)
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Mean positive-weighted BCE over (GIF, emotion), + Ω(W)."""
         bce = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=self.pos_weight)
+        return bce + self.regulariser()
+
+    def regulariser(self) -> Tensor:
+        """Ω(W) of the head (0 without a penalty)."""
         if self.penalty is None:
-            return bce
-        return bce + self.penalty.value(self.head.W)
+            return self.head.W.new_zeros(())
+        return self.penalty.value(self.head.W)
+
+    def _world_size(self) -> int:
+        return int(self._trainer.world_size) if self._trainer is not None else 1
+
+    def _all_sum(self, x: Tensor) -> Tensor:
+        """Σ over ranks (identity in one process)."""
+        if self._world_size() == 1:
+            return x
+        return self.trainer.strategy.reduce(x.clone(), reduce_op="sum")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Rank loss L_r of the module notes (its rank average is the global-batch loss)."""
         self.failures.extend(batch.get("failures", []))
-        if batch["clips"].shape[0] == 0:  # every GIF of the batch failed to decode
-            return self.head.W.sum() * 0.0
-        logits, counts = self.gif_logits(batch, batch_idx)
-        ok = counts > 0
-        loss = self.loss(logits[ok], batch["labels"][ok])
-        self._epoch_loss[0] += float(loss.detach()) * int(ok.sum())
-        self._epoch_loss[1] += int(ok.sum())
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=int(ok.sum())
-        )
+        logits, counts = self.gif_logits(batch)
+        weight = batch.get("weight", torch.ones(len(counts))).to(logits) * (counts > 0)  # (B,)
+        labels = batch["labels"].to(logits)
+        bce = (weight * self.bce_sums(logits, labels)).sum()
+        t, world = logits.shape[1], self._world_size()
+        total = self._all_sum(torch.stack([weight.sum(), bce.detach()]))  # [Σ w, Σ w·ℓ] global
+        n = total[0].clamp(min=1.0)
+        reg = self.regulariser()
+        loss = world * bce / (n * t) + reg
+        sums = torch.stack([total[1] / t + reg.detach() * total[0], total[0]])  # no host sync
+        self._epoch_loss = sums if self._epoch_loss is None else self._epoch_loss + sums
+        self.log("train/loss", total[1] / (n * t) + reg.detach(), on_step=True, on_epoch=True,
+                 prog_bar=True, batch_size=len(counts))  # fmt: skip
         return loss
 
     # -- evaluation --------------------------------------------------------------------------
@@ -292,12 +359,14 @@ class FinetuneModule(L.LightningModule):
         return self.history[-1]
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_loss = [0.0, 0]
+        self._epoch_loss = None
         self._history_row()
 
     def on_train_epoch_end(self) -> None:
-        total, count = self._epoch_loss
-        self._history_row()["train/loss"] = total / max(count, 1)
+        if self._epoch_loss is None:  # no training step ran in this (resumed) epoch
+            return
+        total, count = self._epoch_loss.tolist()  # over all ranks' GIFs: the same on every rank
+        self._history_row()["train/loss"] = total / max(count, 1.0)
 
     def on_test_epoch_end(self) -> None:
         self._epoch_metrics("test", self.val_thresholds.cpu().numpy().astype(np.float64))

@@ -7,7 +7,8 @@ RNG — so a resumed run sees the same order as an uninterrupted one. Across ``w
   repeating its head to a multiple of ``world_size`` (every rank then runs the same number of
   steps, which DDP needs) and rank r takes positions r, r + W, r + 2W, … — the scheme of
   ``torch.utils.data.DistributedSampler``. Per-device batch size × W × accumulation is the
-  effective batch.
+  effective batch. With ``with_epoch=True`` the keys are ``(epoch, index, pad)``: ``pad`` marks
+  the repeated head, which the loss weights 0 so that no GIF counts twice in a step.
 - evaluation (``pad=False``): rank r takes r, r + W, … of range(n) with no padding, so every
   GIF is evaluated exactly once over all ranks (ranks may differ by one GIF; evaluation has no
   per-step collective, and predictions are gathered and deduplicated by index at epoch end).
@@ -29,8 +30,9 @@ from torch.utils.data import DataLoader, Sampler
 class EpochSampler(Sampler[Any]):
     """Indices of one rank for one epoch; ``set_epoch(e)`` as in DistributedSampler.
 
-    With ``with_epoch=True`` it yields ``(epoch, index)`` pairs, so that a dataset running in a
-    (persistent) worker process knows the epoch without any shared state.
+    With ``with_epoch=True`` it yields ``(epoch, index, pad)`` keys, so that a dataset running in a
+    (persistent) worker process knows the epoch without any shared state; ``pad`` is True for the
+    repeats that only even out the ranks' lengths.
     """
 
     def __init__(
@@ -55,8 +57,8 @@ class EpochSampler(Sampler[Any]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def indices(self) -> np.ndarray:
-        """This rank's full list for the current epoch."""
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's (padded) global order and its padding flags, before sharding."""
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         else:
@@ -64,14 +66,18 @@ class EpochSampler(Sampler[Any]):
         if self.pad and self.world_size > 1 and self.n % self.world_size:
             extra = self.world_size - self.n % self.world_size
             order = np.concatenate([order, np.resize(order, extra)])
-        return order[self.rank :: self.world_size]
+        return order, np.arange(len(order)) >= self.n
+
+    def indices(self) -> np.ndarray:
+        """This rank's full list for the current epoch."""
+        return self._order()[0][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Any]:
-        idx = self.indices()[self.start :].tolist()
+        order, pad = (x[self.rank :: self.world_size][self.start :].tolist() for x in self._order())
         self.start = 0
-        if self.with_epoch:  # (epoch, index) keys: the dataset seeds its draws from them
-            return iter([(self.epoch, i) for i in idx])
-        return iter(idx)
+        if self.with_epoch:  # (epoch, index, pad) keys: the dataset seeds its draws from them
+            return iter([(self.epoch, i, p) for i, p in zip(order, pad, strict=True)])
+        return iter(order)
 
     def __len__(self) -> int:
         if self.pad and self.world_size > 1:
