@@ -132,8 +132,19 @@ def _fmt(x: float, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _distinctive(overrides: Sequence[str], common: set[str]) -> list[str]:
+    """A job's overrides minus those shared by every job and Hydra's/the experiment's own."""
+    return [
+        o
+        for o in overrides
+        if o not in common and not o.lstrip("+~").startswith(("hydra", "experiment"))
+    ]
+
+
 def table_rows(best: dict[tuple[str, str], JobResult], metric: str) -> list[dict[str, Any]]:
     """Table 2's rows (method order of the paper), one per method."""
+    jobs = list(best.values())
+    common = set.intersection(*(set(r.overrides) for r in jobs)) if len(jobs) > 1 else set()
     rows = []
     for method in sorted(best, key=_order):
         r = best[method]
@@ -147,6 +158,7 @@ def table_rows(best: dict[tuple[str, str], JobResult], metric: str) -> list[dict
                 "cv_score": r.score(metric),
                 "positive_rate": r.metrics.get("test/positive_rate_mean", math.nan),
                 "overrides": r.overrides,
+                "distinctive": _distinctive(r.overrides, common),
                 "params": r.params,
                 "job_dir": str(r.job_dir),
             }
@@ -165,7 +177,7 @@ def format_table(rows: Sequence[dict[str, Any]], *, metric: str = "cv/score") ->
             section = feats
             lines.append(FEATURE_SECTIONS.get(feats, f"Features: {feats}"))
         indent = "" if feats == "-" else "  "
-        config = " ".join(o for o in row["overrides"] if not o.startswith(("hydra", "experiment")))
+        config = " ".join(row.get("distinctive", row["overrides"]))
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
         desc = "; ".join(x for x in (config, f"CV chose {params}" if params else "") if x)
         lines.append(
@@ -190,6 +202,9 @@ def summarize(
         f"Sweep {sweep_dir} — {len(results)} jobs, best configuration per method by {metric} "
         f"(test results of that configuration)\n\n{format_table(rows, metric=metric)}\n"
     )
+    shared = sorted(set.intersection(*(set(r.overrides) for r in results)))
+    if shared:
+        text += f"\nOverrides common to all jobs: {' '.join(shared)}\n"
     summary = {
         "sweep_dir": str(sweep_dir),
         "metric": metric,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,8 +39,8 @@ from gifemo import tracking
 
 log = logging.getLogger(__name__)
 
-# Keys of a model config that are not hyper-parameters of the estimator.
-MODEL_META_KEYS = ("name", "label", "estimator", "figures")
+# Solver iterations of a trainer.fast_dev_run smoke run (a result, not a converged one).
+FAST_DEV_RUN_MAX_ITER = 50
 
 
 def objective(metrics: Mapping[str, Any], key: str | None) -> float | None:
@@ -51,8 +50,7 @@ def objective(metrics: Mapping[str, Any], key: str | None) -> float | None:
     if key not in metrics:
         log.warning("optimized_metric %r is not among the run's metrics", key)
         return None
-    value = float(metrics[key])
-    return value if math.isfinite(value) else None
+    return float(metrics[key])  # NaN (e.g. no validation positive) is a failed Optuna trial
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -330,20 +328,23 @@ def param_grid(cfg: DictConfig) -> dict[str, Any]:
 def cross_validate(cfg: DictConfig, data: Any) -> Any:
     """Step 3: K-fold CV of every grid point on the training rows, refit of the best.
 
-    ``trainer.fast_dev_run`` (the smoke-run switch) keeps only the first value of every list
-    and uses 2 folds.
+    ``trainer.fast_dev_run`` (the smoke-run switch, like Lightning's "run a batch or two") keeps
+    only the first value of every list, uses 2 folds and caps the solver at
+    ``FAST_DEV_RUN_MAX_ITER`` iterations.
     """
     from gifemo.eval.cv import grid_search
 
     kwargs: dict[str, Any] = {}
     if "device" in cfg.model.estimator:
         kwargs["device"] = cfg.model.estimator.device or solver_device(cfg)
-    estimator = instantiate(cfg.model.estimator, **kwargs)
     grid = param_grid(cfg)
     folds = int(cfg.cv.folds)
     if OmegaConf.select(cfg, "trainer.fast_dev_run", default=False):
         grid = {k: (v[0] if isinstance(v, list | ListConfig) and v else v) for k, v in grid.items()}
         folds = 2
+        if "max_iter" in cfg.model.estimator:
+            kwargs["max_iter"] = FAST_DEV_RUN_MAX_ITER
+    estimator = instantiate(cfg.model.estimator, **kwargs)
     return grid_search(
         estimator,
         data.X,

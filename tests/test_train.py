@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import runpy
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,9 +121,19 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
 
     objects = trained["objects"]
     model = load_model(trained["out"] / "model")
-    # new GIFs: the generated unlabelled candidate pool, extracted with the same backbone
-    cfg = compose_cfg([*small(data_dir), "data=folder"], tmp_path)
+    # new GIFs: a few of the generated unlabelled candidates in a folder of their own,
+    # extracted with the same backbone
+    from gifemo.data.synthetic import generate
+
+    synthetic = generate(data_dir / "synthetic", seed=0, size="tiny", parts=("candidates",))
+    pool = sorted((synthetic / "candidates" / "gifs").glob("*.gif"))
+    new = tmp_path / "new_gifs"
+    new.mkdir()
+    for gif in pool[:5]:
+        shutil.copy(gif, new / gif.name)
+    cfg = compose_cfg([*small(data_dir), "data=folder", f"data.root={new}"], tmp_path)
     candidates = instantiate(cfg.data)
+    assert len(candidates) == 5
     store = extract(cfg)
     keep, scores = score_dataset(model, candidates, store)
     assert len(keep) == len(candidates) and scores.shape == (len(keep), len(EMOTIONS))
