@@ -278,7 +278,12 @@ def load_c3d_weights(
     if wrong:
         problems.append("mis-shaped keys: " + "; ".join(wrong))
     if problems:
-        raise WeightsError(f"{source} does not fit C3D{model.channels}: " + "; ".join(problems))
+        hint = ""
+        if tuple(model.channels) != (64, 128, 256, 512, 512):
+            hint = " (Sports-1M weights need the full-width Caffe C3D: backbone=c3d)"
+        raise WeightsError(
+            f"{source} does not fit C3D{model.channels}{hint}: " + "; ".join(problems)
+        )
     bad = [k for k in expected if not torch.isfinite(given[k]).all()]
     if bad:
         raise WeightsError(f"{source}: non-finite values in {bad}")
