@@ -53,8 +53,11 @@ def _check_pair(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, 
     return s, p.astype(bool)
 
 
-def _cuts(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative (TP_k, FP_k, τ_k) at each distinct score, thresholds decreasing."""
+def ranking_cuts(
+    scores: np.ndarray, positives: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative (TP_k, FP_k, τ_k) of ``score ≥ τ_k`` at each distinct score, τ decreasing;
+    scores (n,) float, positives (n,) bool. Ties are cut together (never split)."""
     order = np.argsort(-scores, kind="mergesort")
     s, p = scores[order], positives[order]
     last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each tie group
@@ -74,7 +77,7 @@ def precision_recall_curve(
     s, p = _check_pair(scores, positives)
     if s.size == 0:
         raise ValueError("precision_recall_curve of an empty ranking")
-    tp, fp, thr = _cuts(s, p)
+    tp, fp, thr = ranking_cuts(s, p)
     precision = tp / (tp + fp)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = tp / tp[-1]
@@ -86,7 +89,7 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
     s, p = _check_pair(scores, positives)
     if not p.any():
         return math.nan
-    tp, fp, _ = _cuts(s, p)
+    tp, fp, _ = ranking_cuts(s, p)
     recall = tp / tp[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * tp / (tp + fp)))
 
@@ -100,7 +103,7 @@ def precision_at_recall(scores: np.ndarray, positives: np.ndarray, recall: float
     if n_pos == 0:
         return math.nan
     need = max(1, math.ceil(recall * n_pos - 1e-9))
-    tp, fp, _ = _cuts(s, p)
+    tp, fp, _ = ranking_cuts(s, p)
     k = int(np.searchsorted(tp, need, side="left"))  # tp is non-decreasing
     return float(tp[k] / (tp[k] + fp[k]))
 
@@ -119,7 +122,7 @@ def interpolated_curve(
     n_pos = int(p.sum())
     if n_pos == 0:
         return np.full(len(grid), np.nan)
-    tp, fp, _ = _cuts(s, p)
+    tp, fp, _ = ranking_cuts(s, p)
     need = np.maximum(1, np.ceil(np.asarray(grid) * n_pos - 1e-9))
     k = np.searchsorted(tp, need, side="left")
     return tp[k] / (tp[k] + fp[k])

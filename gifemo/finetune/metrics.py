@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from gifemo.emotions import EMOTIONS
+from gifemo.eval.metrics import average_precision as ranking_ap
+from gifemo.eval.metrics import ranking_cuts
 
 
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,29 +43,11 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return scores, labels
 
 
-def _cumulative_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For one emotion: distinct thresholds (decreasing) and tp, fp of ``s ≥ threshold``."""
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_value = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each tie block
-    tp = np.cumsum(y)[last_of_value]
-    fp = (last_of_value + 1) - tp
-    return s[last_of_value], tp, fp
-
-
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """AP per emotion, (t,); NaN where an emotion has no positive."""
+    """AP per emotion, (t,); NaN where an emotion has no positive
+    (:func:`gifemo.eval.metrics.average_precision` column by column)."""
     scores, labels = _check(scores, labels)
-    out = np.full(scores.shape[1], np.nan)
-    for e in range(scores.shape[1]):
-        n_pos = labels[:, e].sum()
-        if n_pos == 0:
-            continue
-        _, tp, fp = _cumulative_counts(scores[:, e], labels[:, e])
-        precision = tp / (tp + fp)
-        recall = tp / n_pos
-        out[e] = np.sum(np.diff(np.r_[0.0, recall]) * precision)
-    return out
+    return np.array([ranking_ap(scores[:, e], labels[:, e]) for e in range(scores.shape[1])])
 
 
 def precision_recall_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -91,7 +75,7 @@ def best_f1_thresholds(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         n_pos = labels[:, e].sum()
         if n_pos == 0:
             continue
-        thresholds, tp, fp = _cumulative_counts(scores[:, e], labels[:, e])
+        tp, fp, thresholds = ranking_cuts(scores[:, e], labels[:, e])
         f1 = 2 * tp / (tp + fp + n_pos)
         out[e] = thresholds[int(np.argmax(f1))]  # argmax: first max = highest threshold
     return out
