@@ -19,6 +19,17 @@ matrices X_iᵀP_iX_i would cost t·d² memory — 2.4 GB at GIFGIF size — and
 outweighs the saving at the iteration counts seen here.) Stopping rule: the optimality residual at the new iterate,
 s = L(y − x⁺) − ∇f(y) + ∇f(x⁺) ∈ ∇f(x⁺) + ∂Ω(x⁺) (exactly ∇F(x⁺) for smooth Ω), with
 ‖s‖_F ≤ tol·‖∇f(0)‖_F.
+
+Preconditioning (smooth penalties only). Features such as C3D fc6 have a few dominant
+directions: λ_max(2XᵀPX) is far above the bulk of the spectrum, and FISTA's iteration count
+grows as √(L/μ). For a smooth Ω the solver therefore runs FISTA on g(V) = F(S V), with
+S = P^(−1/2) = I + U(diag(p)^(−1/2) − 1)Uᵀ built from the top-r right singular vectors U of the
+column-centred X (randomised SVD, :func:`torch.svd_lowrank`) and p_j = s_j²/s_r² ≥ 1: the r
+leading curvatures are brought down to the level of the r-th. ∇g(V) = S ∇F(S V); its
+Lipschitz constant is estimated for the transformed operator (the curvature safeguard still
+applies), and the stopping rule is kept on ∇F(W) itself (S⁻¹ is as cheap as S). The
+minimiser is the same; only the path to it changes. Non-smooth penalties keep the identity
+metric, since their prox would no longer be separable in the new one.
 """
 
 from __future__ import annotations
@@ -126,6 +137,80 @@ class _Problem:
         return float(torch.linalg.eigvalsh(T.cpu()).max())
 
 
+class _Preconditioner:
+    """S = P^(−1/2) = I + U diag(q − 1) Uᵀ and S⁻¹ = I + U diag(1/q − 1) Uᵀ (module docstring)."""
+
+    def __init__(self, X: Tensor, rank: int, seed: int = 0) -> None:
+        mean = X.mean(0, keepdim=True)
+        q = min(rank + 8, min(X.shape))
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)  # svd_lowrank draws its test matrix from the global generator
+        try:
+            _, sv, V = torch.svd_lowrank(X, q=q, niter=2, M=mean)
+        finally:
+            torch.random.set_rng_state(state)
+        self.U = V[:, :rank]  # (d, r)
+        sv = sv[:rank]
+        floor = sv[-1].clamp(min=torch.finfo(sv.dtype).tiny)
+        self.q = (floor / sv.clamp(min=floor)).to(X.dtype)  # p_j^(−1/2) ∈ (0, 1]
+
+    def _apply(self, V: Tensor, diag: Tensor) -> Tensor:
+        return V + self.U @ ((diag - 1.0)[:, None] * (self.U.T @ V))
+
+    def S(self, V: Tensor) -> Tensor:
+        return self._apply(V, self.q)
+
+    def S_inv(self, W: Tensor) -> Tensor:
+        return self._apply(W, 1.0 / self.q)
+
+
+class _PreconditionedProblem:
+    """f(S V) with gradient S ∇f(S V): the interface of :class:`_Problem` that fit_mtl uses."""
+
+    def __init__(self, prob: _Problem, pre: _Preconditioner) -> None:
+        self.prob, self.pre = prob, pre
+        self.X, self.m = prob.X, prob.m
+
+    def grad(self, V: Tensor) -> Tensor:
+        return self.pre.S(self.prob.grad(self.pre.S(V)))
+
+    def hess(self, V: Tensor) -> Tensor:
+        return self.pre.S(self.prob.hess(self.pre.S(V)))
+
+    lipschitz = _Problem.lipschitz
+
+
+class _PreconditionedPenalty:
+    """Ω(S V) for a smooth Ω: gradient S ∇Ω(S V), Lipschitz ≤ L_Ω (since S ⪯ I)."""
+
+    is_smooth = True
+
+    def __init__(self, penalty: Penalty, pre: _Preconditioner) -> None:
+        self.penalty, self.pre = penalty, pre
+        self.lipschitz = penalty.lipschitz
+
+    def grad(self, V: Tensor) -> Tensor:
+        return self.pre.S(self.penalty.grad(self.pre.S(V)))
+
+
+def _precondition_rank(precondition: int | str, penalty: Penalty, n: int, d: int) -> int:
+    if precondition == "auto":
+        return 64 if penalty.is_smooth and n * d >= 4_000_000 and d >= 512 else 0
+    if isinstance(precondition, bool) or not isinstance(precondition, int) or precondition < 0:
+        raise ValueError(
+            f"fit_mtl: precondition must be 'auto' or an int >= 0, got {precondition!r}"
+        )
+    if precondition and not penalty.is_smooth:
+        raise ValueError(
+            f"fit_mtl: precondition applies to smooth penalties only, not {type(penalty).__name__}"
+        )
+    if precondition >= min(n, d):
+        raise ValueError(
+            f"fit_mtl: precondition rank {precondition} must be < min(n, d) = {min(n, d)}"
+        )
+    return precondition
+
+
 def _as_tensor(a: Any, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
     if isinstance(a, Tensor):
         return a.detach().to(device=device, dtype=dtype)
@@ -184,6 +269,7 @@ def fit_mtl(
     device: Any = None,
     dtype: torch.dtype | None = None,
     lipschitz: float | None = None,
+    precondition: int | str = "auto",
 ) -> MTLSolution:
     """Minimise F(W, b) (module docstring) by FISTA with restart; see :class:`MTLSolution`.
 
@@ -192,7 +278,11 @@ def fit_mtl(
     warm-starts a regularisation path; ``b0`` is accepted for symmetry but unused (b is
     eliminated exactly). ``tol`` bounds the optimality residual relative to ‖∇f(0)‖_F.
     ``lipschitz``: a known L_f (e.g. from an earlier
-    solution on the same data) skips the power iteration.
+    solution on the same data, with the same ``precondition``) skips the power iteration.
+    ``precondition``: rank r of the low-rank preconditioner for smooth penalties (module
+    docstring); 0 turns it off, ``"auto"`` uses r = 64 for smooth penalties when n·d ≥ 4·10⁶
+    and d ≥ 512 (at GIFGIF size it took clustered MTL from 1032 iterations, 109 s, to 65,
+    10.3 s: ``python -m gifemo.bench solvers --only gifgif``).
     """
     start = time.perf_counter()
     penalty = NoPenalty() if penalty is None else penalty
@@ -200,32 +290,40 @@ def fit_mtl(
         raise TypeError(f"fit_mtl: penalty must be a Penalty, got {type(penalty).__name__}")
     Xt, Yt, mt = _prepare(X, Y, mask, dtype, device)
     d, t = Xt.shape[1], Yt.shape[1]
-    prob = _Problem(Xt, Yt, mt)
+    base = _Problem(Xt, Yt, mt)
     del b0
+    rank = _precondition_rank(precondition, penalty, Xt.shape[0], d)
+    pre = _Preconditioner(Xt, rank) if rank else None
+    prob: Any = base if pre is None else _PreconditionedProblem(base, pre)
+    pen: Any = penalty if pre is None else _PreconditionedPenalty(penalty, pre)
 
-    g0 = -2.0 * prob.c  # ∇f(0)
+    g0 = -2.0 * base.c  # ∇f(0)
     scale = float(torch.linalg.norm(g0))
     scale = scale if scale > 0 else 1.0
     if W0 is None:
         x = torch.zeros((d, t), dtype=Xt.dtype, device=Xt.device)
-        gx = g0
+        gx = g0 if pre is None else pre.S(g0)
     else:
         x = _as_tensor(W0, "W0", Xt.dtype, Xt.device)
         if x.shape != (d, t):
             raise ValueError(f"fit_mtl: W0 must be {(d, t)}, got {tuple(x.shape)}")
+        x = x if pre is None else pre.S_inv(x)
         gx = prob.grad(x)
     Lf = float(lipschitz) if lipschitz is not None else 1.01 * prob.lipschitz()
     Lf = max(Lf, 1e-12 * scale)
     Lp = penalty.lipschitz if penalty.is_smooth else 0.0
 
     smooth = penalty.is_smooth
-    residual = penalty.optimality(x, gx) / scale
+    if pre is None:
+        residual = penalty.optimality(x, gx) / scale
+    else:  # smooth: ∇F(W) = S⁻¹ ∇g(V)
+        residual = float(torch.linalg.norm(pre.S_inv(gx + pen.grad(x)))) / scale
     converged = residual <= tol
     y, gy, tk, it = x, gx, 1.0, 0
     while not converged and it < max_iter:
         if smooth:  # ∇F(y) is exact here: stop at y when it is small enough
-            gsy = gy + penalty.grad(y)
-            residual = float(torch.linalg.norm(gsy)) / scale
+            gsy = gy + pen.grad(y)
+            residual = float(torch.linalg.norm(gsy if pre is None else pre.S_inv(gsy))) / scale
             if residual <= tol:
                 x, converged = y, True
                 break
@@ -257,8 +355,10 @@ def fit_mtl(
             tk = tk_next
         x, gx = x_new, g_new
 
-    b = prob.intercept(x)
-    objective = prob.loss(x, b) + float(penalty.value(x))
+    if pre is not None:
+        x = pre.S(x)
+    b = base.intercept(x)
+    objective = base.loss(x, b) + float(penalty.value(x))
     return MTLSolution(
         W=_output(x, X),
         b=_output(b, X),
