@@ -178,6 +178,23 @@ def test_reproduces_fit_mtl_and_warm_start(penalty):
     assert warm.n_iter_ <= est.n_iter_
 
 
+@pytest.mark.parametrize(
+    "penalty",
+    [functools.partial(ClusteredMTL, rho1=2.0, rho2=1.0, k=2), functools.partial(Lasso, rho=3.0)],
+)
+def test_precondition_reaches_fit_mtl(penalty, monkeypatch):
+    X, Y, mask = _data(1)
+    seen = []
+    real = mtl.fit_mtl
+    monkeypatch.setattr(mtl, "fit_mtl", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    ref = MTLRegressor(penalty, tol=1e-10, precondition=0).fit(X, Y, mask)
+    est = MTLRegressor(penalty, tol=1e-10, precondition=3).fit(X, Y, mask)
+    assert est.get_params()["precondition"] == 3
+    smooth = penalty().is_smooth
+    assert [kw.get("precondition") for kw in seen] == ([0, 3] if smooth else [None, None])
+    np.testing.assert_allclose(est.W_, ref.W_, atol=1e-7)
+
+
 def test_k_auto_uses_trace_norm_silhouette():
     rng = np.random.default_rng(2)
     n, d = 80, 6

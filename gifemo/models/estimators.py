@@ -154,13 +154,16 @@ class MTLRegressor(_Params):
     same rows (``k_trace_rho`` defaults to ``rho1``; give it the trace model's CV-chosen ρ to
     follow the paper), run :func:`silhouette_by_k` on its W and use :func:`choose_k`'s k.
 
+    ``precondition``: passed to :func:`fit_mtl` for smooth penalties (ridge, clustered MTL):
+    the rank of its low-rank preconditioner, ``"auto"`` or 0 (off); lasso and trace ignore it.
+
     Fitted: ``W_`` (d, t), ``b_`` (t,), ``k_`` (the k used, or None), ``silhouette_``
     ({k: score} when k was chosen), ``W_trace_`` (the trace-norm W used for it),
     ``objective_``, ``n_iter_``, ``converged_``.
     """
 
     warm_start_ok = True
-    _fixed = ("penalty", "tol", "max_iter", "device", "k_trace_rho", "seed")
+    _fixed = ("penalty", "tol", "max_iter", "device", "k_trace_rho", "seed", "precondition")
 
     def __init__(
         self,
@@ -171,12 +174,13 @@ class MTLRegressor(_Params):
         device: str | None = None,
         k_trace_rho: float | None = None,
         seed: int = 0,
+        precondition: int | str = "auto",
         **penalty_params: Any,
     ) -> None:
         if isinstance(penalty, Penalty) and penalty_params:
             raise ValueError(f"MTLRegressor: got a built {penalty!r} and also {penalty_params}")
         self.penalty, self.tol, self.max_iter, self.device = penalty, tol, max_iter, device
-        self.k_trace_rho, self.seed = k_trace_rho, seed
+        self.k_trace_rho, self.seed, self.precondition = k_trace_rho, seed, precondition
         self.penalty_params = dict(penalty_params)
 
     @property
@@ -202,6 +206,8 @@ class MTLRegressor(_Params):
         from gifemo.models.mtl import fit_mtl
 
         kw: dict[str, Any] = {"tol": self.tol, "max_iter": self.max_iter, "device": self.device}
+        if penalty.is_smooth:  # the preconditioner applies to smooth penalties only
+            kw["precondition"] = self.precondition
         if (
             init is not None
             and getattr(init, "W_", None) is not None
