@@ -97,7 +97,7 @@ def test_cache_reports_bad_gifs_like_read_gif(tmp_path):
         ClipCache(tmp_path / "cache").get(bad)
 
 
-# -- dataset: the cached path gives GifClipDataset's tensors ----------------------------------
+# -- dataset: GifClipDataset's cached path gives its decoding path's tensors ----------------------------------
 class _Rec:
     def __init__(self, i, path):
         self.id, self.path = f"g{i}", path
@@ -111,25 +111,28 @@ def _records(tmp_path, n=6):
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_finetune_dataset_equals_gifclipdataset(tmp_path, train):
+def test_cached_items_equal_decoded_items(tmp_path, train):
     from gifemo.data.clip_dataset import GifClipDataset
     from gifemo.data.clips import AllClips, RandomClip
     from gifemo.data.transforms import C3DTransform
-    from gifemo.finetune.data import FinetuneClipDataset
 
     records = _records(tmp_path, 4)
     labels = np.eye(4, 17, dtype=np.float32)
     sampler = RandomClip(num_clips=2) if train else AllClips()
     kw = dict(sampler=sampler, transform=C3DTransform(train=train), labels=labels, seed=5)
     ref = GifClipDataset(records, **kw)
-    cached = FinetuneClipDataset(records, cache=ClipCache(tmp_path / "cache", max_mb=50), **kw)
-    for key in [(0, 0), (3, 1), (1, 3), (1, 3)]:  # the last read is a cache hit
+    cached = GifClipDataset(records, cache=ClipCache(tmp_path / "cache", max_mb=50), **kw)
+    for key in [(0, 0), (3, 1), (1, 3), (1, 3, True)]:  # the last read is a cache hit
         a, b = ref[key], cached[key]
         assert a["error"] is None and b["error"] is None
+        assert a["pad"] == b["pad"] == (len(key) == 3)
+        assert a["mean_delay_ms"] == b["mean_delay_ms"] and a["truncated"] == b["truncated"]
         torch.testing.assert_close(a["clips"], b["clips"], rtol=0, atol=0)
         assert a["n_frames"] == b["n_frames"] and a["labels"].tolist() == b["labels"].tolist()
     assert cached.cache.stats()["hits"] >= 1
-    bad = FinetuneClipDataset([_Rec(9, tmp_path / "missing.gif")], **{**kw, "labels": None})
+    bad = GifClipDataset(
+        [_Rec(9, tmp_path / "missing.gif")], cache=cached.cache, **{**kw, "labels": None}
+    )
     item = bad[0]
     assert item["clips"].shape[0] == 0 and "missing.gif" in item["error"]
 

@@ -159,3 +159,24 @@ def test_call_resizes_used_frames_only_and_agrees_with_from_resized():
         resize_frames(frames.astype(np.float32))
     with pytest.raises(ValueError, match=r"\(T, 128, 171, 3\)"):
         t.from_resized(frames, clips)
+
+
+def test_train_crop_flip_with_mean_cube_equals_naive(tmp_path):
+    """from_resized against a per-clip loop: gather, BGR, subtract the cube, crop, flip."""
+    rng = np.random.default_rng(4)
+    cube = rng.uniform(0, 255, (16, *RESIZE_HW, 3)).astype(np.float32)  # BGR, THWC
+    np.save(tmp_path / "mean.npy", cube)
+    t = C3DTransform(train=True, mean_cube=str(tmp_path / "mean.npy"))
+    frames = rng.integers(0, 256, (11, *RESIZE_HW, 3), dtype=np.uint8)
+    clips = RandomClip(num_clips=6)(11, torch.Generator().manual_seed(1))  # loop-padded: repeats
+    x = t.from_resized(frames, clips, torch.Generator().manual_seed(7)).numpy()
+    windows = t.windows(6, torch.Generator().manual_seed(7))
+    assert set(windows[:, 2].tolist()) == {0, 1}  # both flipped and unflipped clips are checked
+    for k, (top, left, flip) in enumerate(windows):
+        full = frames[clips.frames[k], :, :, ::-1].astype(np.float32) - cube  # (16, 128, 171, 3)
+        crop = full[:, top : top + CROP, left : left + CROP]
+        if flip:
+            crop = crop[:, :, ::-1]
+        np.testing.assert_allclose(x[k], crop.transpose(3, 0, 1, 2), atol=1e-4)
+    with pytest.raises(ValueError, match="clip indices reach frame 10, but there are 10"):
+        t.from_resized(frames[:10], clips)

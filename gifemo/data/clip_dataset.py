@@ -69,6 +69,13 @@ class GifClipDataset(Dataset):
         labels: (n_records, t) array or None.
         read_kwargs: keyword arguments of :func:`read_gif` (max_pixels, background, max_frames).
         seed: base seed of the per-item generators.
+        cache: where frames come from instead of decoding: anything with ``get(path)`` returning
+            a :class:`gifemo.finetune.cache.CachedGif` (resized frames, delays, truncated), e.g.
+            a :class:`~gifemo.finetune.cache.ClipCache`. The clips are then cut with
+            ``transform.from_resized``, which gives the same tensors as the decoding path.
+
+    Keys: ``i``, ``(epoch, i)`` or ``(epoch, i, pad)`` (the fine-tuning sampler's keys; the item
+    then carries ``"pad": True`` for a DDP padding repeat, else ``False``).
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class GifClipDataset(Dataset):
         labels: np.ndarray | None = None,
         read_kwargs: dict | None = None,
         seed: int = 0,
+        cache: Any = None,
     ):
         self.records = list(records)
         if labels is not None:
@@ -93,6 +101,7 @@ class GifClipDataset(Dataset):
         self.transform = transform
         self.read_kwargs = dict(read_kwargs or {})
         self.seed = int(seed)
+        self.cache = cache
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -102,15 +111,33 @@ class GifClipDataset(Dataset):
         """Epoch used for plain int keys (in this process only; workers copy it at start)."""
         self.epoch = int(epoch)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+    def __getitem__(self, key: int | tuple[int, ...]) -> dict[str, Any]:
+        epoch, i, pad = (*key, False)[:3] if isinstance(key, tuple) else (self.epoch, key, False)
         i = int(i)
         record = self.records[i]
-        item: dict[str, Any] = {"index": i, "id": str(record.id), "path": str(record.path)}
+        item: dict[str, Any] = {
+            "index": i,
+            "id": str(record.id),
+            "path": str(record.path),
+            "pad": bool(pad),
+        }
         if self.labels is not None:
             item["labels"] = torch.from_numpy(self.labels[i])
         generator = item_generator(self.seed, epoch, i)
         try:
+            if self.cache is not None:
+                cached = self.cache.get(record.path)
+                clips = self.sampler(len(cached.resized), generator=generator)
+                item["clips"] = self.transform.from_resized(
+                    np.asarray(cached.resized), clips, generator=generator
+                )
+                item.update(
+                    error=None,
+                    n_frames=len(cached.resized),
+                    mean_delay_ms=float(np.mean(cached.delays_ms)) if len(cached.delays_ms) else 0.0,
+                    truncated=bool(cached.truncated),
+                )
+                return item
             gif = read_gif(record.path, **self.read_kwargs)
             clips = self.sampler(gif.n_frames, generator=generator)
             item["clips"] = self.transform(gif.frames, clips, generator=generator)
@@ -228,6 +255,7 @@ class ClipDataModule(L.LightningDataModule):
         prefetch_factor: int = 2,
         read_kwargs: dict | None = None,
         seed: int = 0,
+        cache: Any = None,
     ):
         super().__init__()
         self.splits = {"train": train, "val": val, "test": test, "predict": predict}

@@ -141,8 +141,10 @@ class C3DTransform:
         if clips.frames.ndim != 2 or clips.frames.shape[1] != CLIP_LEN:
             raise ValueError(f"clip indices must be (N, 16), got {clips.frames.shape}")
         n = clips.frames.shape[0]
-        # one pass to channel-planar BGR, then each clip is a gather of contiguous rows
-        planar = np.ascontiguousarray(resized.transpose(3, 0, 1, 2)[::-1])  # (3, T, 128, 171) BGR
+        if n and (clips.frames.min() < 0 or clips.frames.max() >= len(resized)):
+            raise ValueError(
+                f"clip indices reach frame {clips.frames.max()}, but there are {len(resized)}"
+            )
         if self._cube is not None:
             mean = self._cube.transpose(3, 0, 1, 2)  # (3, 16, 128, 171) BGR
         else:
@@ -152,7 +154,12 @@ class C3DTransform:
         out = np.empty((n, 3, CLIP_LEN, CROP, CROP), np.float32)  # (N, C, T, H, W)
         for i, (top, left, flip) in enumerate(self.windows(n, generator).tolist()):
             rows, cols = slice(top, top + CROP), slice(left, left + CROP)
-            np.subtract(planar[:, clips.frames[i], rows, cols], mean[:, :, rows, cols], out=out[i])
+            # gather the clip's 16 cropped frames (uint8; from a memory-mapped cache entry only
+            # these rows are read), then one pass through strided views: RGB → planar BGR,
+            # flip, minus the mean window (flipped alike, since flip(x − m) = flip(x) − flip(m))
+            x = resized[clips.frames[i], rows, cols].transpose(3, 0, 1, 2)[::-1]  # (3,16,112,112)
+            m = mean[:, :, rows, cols]
             if flip:
-                out[i] = out[i, ..., ::-1]
+                x, m = x[..., ::-1], m[..., ::-1]
+            np.subtract(x, m, out=out[i])
         return torch.from_numpy(out)

@@ -1,12 +1,10 @@
 """GIF → clip batches for fine-tuning: cached decoding, seeded augmentation, DDP-aware loaders.
 
-:class:`FinetuneClipDataset` turns GIF records into the item dicts of
-:class:`gifemo.data.clip_dataset.GifClipDataset` (batched by ``collate_clips``), with one
-difference in where frames come from: ``resize_frames(read_gif(path).frames)`` is read through
-a :class:`gifemo.finetune.cache.ClipCache` when one is given (decoded once, shared by workers
-and epochs), and the clip sampler + ``C3DTransform.from_resized`` (random crop and flip at
-training) run on top every time. Without a cache the same function decodes directly, so cached
-and uncached runs produce the same tensors.
+The items are :class:`gifemo.data.clip_dataset.GifClipDataset`'s (batched by ``collate_clips``),
+with its ``cache`` hook: frames come from a :class:`gifemo.finetune.cache.ClipCache` when one is
+given (``resize_frames(read_gif(path).frames)`` decoded once, shared by workers and epochs), and
+the clip sampler + ``C3DTransform.from_resized`` (random crop and flip at training) run on top
+every time; cached and uncached runs produce the same tensors.
 
 Randomness: the training sampler yields ``(epoch, index, pad)`` keys and item i of epoch e draws
 its clips, crops and flips from ``torch.Generator`` seeded by (seed, epoch, i) — independent of
@@ -26,104 +24,19 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from gifemo.finetune.cache import CachedGif, ClipCache
+from gifemo.data.clip_dataset import GifClipDataset, collate_clips
+from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
 
-def _decode(path: str, read_kwargs: dict[str, Any]) -> CachedGif:
-    from gifemo.data.gif import read_gif
-    from gifemo.data.transforms import resize_frames
-
-    gif = read_gif(path, **read_kwargs)
-    return CachedGif(
-        resize_frames(gif.frames), gif.delays_ms.astype(np.int64), bool(gif.truncated), False
-    )
-
-
 def collate_finetune(items: list[dict[str, Any]]) -> dict[str, Any]:
     """``collate_clips`` + ``"weight"`` (B,) float32: 0 for padding repeats (``item["pad"]``), else 1."""
-    from gifemo.data.clip_dataset import collate_clips
-
     batch = collate_clips(items)
     batch["weight"] = torch.tensor([0.0 if it.get("pad") else 1.0 for it in items])
     return batch
-
-
-class FinetuneClipDataset(Dataset):
-    """records (GifRecord-like: ``.id``, ``.path``) → item dicts of (N, 3, 16, 112, 112) clips.
-
-    Args:
-        records: GIF records.
-        labels: (n, 17) binary labels or None.
-        sampler: a clip sampler (``RandomClip(num_clips=k)`` for training, ``AllClips()`` for evaluation).
-        transform: a ``C3DTransform`` (``train=True``: random crop + flip).
-        cache: a :class:`ClipCache` or None (decode every time).
-        read_kwargs: ``read_gif`` keyword arguments (when no cache; a cache has its own).
-        seed: base seed of the per-item generators.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[Any],
-        *,
-        sampler: Any,
-        transform: Any,
-        labels: np.ndarray | None = None,
-        cache: ClipCache | None = None,
-        read_kwargs: dict[str, Any] | None = None,
-        seed: int = 0,
-    ) -> None:
-        if labels is not None and (labels.ndim != 2 or len(labels) != len(records)):
-            raise ValueError(f"labels must be (n_records={len(records)}, t); got {labels.shape}")
-        self.records = list(records)
-        self.labels = None if labels is None else np.asarray(labels, np.float32)
-        self.sampler, self.transform, self.cache = sampler, transform, cache
-        self.read_kwargs = dict(read_kwargs or {})
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def frames(self, i: int) -> CachedGif:
-        path = str(self.records[i].path)
-        return self.cache.get(path) if self.cache is not None else _decode(path, self.read_kwargs)
-
-    def __getitem__(self, key: int | tuple[int, ...]) -> dict[str, Any]:
-        """key: i, (epoch, i) or (epoch, i, pad) (the training sampler's keys)."""
-        from gifemo.data.clip_dataset import item_generator
-
-        epoch, i, pad = (*key, False)[:3] if isinstance(key, tuple) else (0, key, False)
-        record = self.records[i]
-        item: dict[str, Any] = {
-            "index": i,
-            "id": record.id,
-            "path": str(record.path),
-            "error": None,
-            "pad": bool(pad),
-        }
-        if self.labels is not None:
-            item["labels"] = torch.from_numpy(self.labels[i])
-        gen = item_generator(self.seed, epoch, i)  # the same draws as GifClipDataset
-        try:
-            gif = self.frames(i)
-            clips = self.sampler(len(gif.resized), generator=gen)
-            item["clips"] = self.transform.from_resized(
-                np.asarray(gif.resized), clips, generator=gen
-            )
-            item["n_frames"] = len(gif.resized)
-            item["mean_delay_ms"] = float(gif.delays_ms.mean())
-            item["truncated"] = gif.truncated
-        except (
-            Exception
-        ) as e:  # recorded in the item, reported by collate_clips (as GifClipDataset)
-            item["clips"] = torch.zeros(0, 3, 16, 112, 112)
-            item["error"] = f"{type(e).__name__}: {e}"
-            item["n_frames"], item["mean_delay_ms"], item["truncated"] = 0, float("nan"), False
-        return item
 
 
 class FinetuneDataModule(L.LightningDataModule):
@@ -179,7 +92,7 @@ class FinetuneDataModule(L.LightningDataModule):
                     "(conf/trainer/ddp.yaml sets it)"
                 )
 
-    def dataset(self, split: str) -> FinetuneClipDataset:
+    def dataset(self, split: str) -> GifClipDataset:
         from gifemo.data.clips import AllClips, RandomClip
         from gifemo.data.transforms import C3DTransform
 
@@ -188,7 +101,7 @@ class FinetuneDataModule(L.LightningDataModule):
             raise ValueError(f"no {split} split was given to FinetuneDataModule")
         records, labels = part
         train = split == "train"
-        return FinetuneClipDataset(
+        return GifClipDataset(
             records,
             labels=labels,
             sampler=RandomClip(num_clips=self.num_clips) if train else AllClips(),
