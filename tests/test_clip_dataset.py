@@ -132,6 +132,15 @@ def test_workers_give_the_same_batches(records):
         assert x["ids"] == y["ids"] and torch.equal(x["clips"], y["clips"])
         assert torch.equal(x["gif_index"], y["gif_index"])
     assert sum(len(b["failures"]) for b in parallel) == 2
+    # a worker concatenates into shared memory; a batch led by a failed GIF (0 clips) too
+    keys_bad_first = [(0, 1), (0, 0), (0, 2)]  # records[1] is the undecodable one
+    (in_worker,) = DataLoader(
+        ds, sampler=keys_bad_first, batch_size=3, collate_fn=collate_clips, num_workers=1
+    )
+    here = collate_clips([ds[k] for k in keys_bad_first])
+    assert in_worker["failures"][0]["id"] == "bad" and in_worker["clips"].shape[0] == 2
+    assert torch.equal(in_worker["clips"], here["clips"])
+    assert in_worker["clips"].is_shared()
 
 
 def test_epoch_key_sampler():

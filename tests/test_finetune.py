@@ -137,6 +137,25 @@ def test_cached_items_equal_decoded_items(tmp_path, train):
     assert item["clips"].shape[0] == 0 and "missing.gif" in item["error"]
 
 
+def test_datamodule_sends_uint8_clips_and_module_normalises_them(tmp_path):
+    from gifemo.finetune.data import FinetuneDataModule
+
+    records = [_Rec(9, tmp_path / "missing.gif"), *_records(tmp_path, 4)]  # a failure first
+    labels = np.eye(5, 17, dtype=np.float32)
+    kw = dict(train=(records, labels), val=(records, labels), batch_size=5, num_workers=0)
+    raw = next(iter(FinetuneDataModule(**kw).val_dataloader()))  # default clip_dtype: uint8
+    ref = next(iter(FinetuneDataModule(clip_dtype="float32", **kw).val_dataloader()))
+    assert raw["clips"].dtype == torch.uint8 and ref["clips"].dtype == torch.float32
+    assert [f["id"] for f in raw["failures"]] == ["g9"] and len(raw["clips"]) > 0
+    module = _module().eval()
+    with torch.no_grad():
+        a, na = module.gif_logits(raw)
+        b, nb = module.gif_logits(ref)
+    assert torch.equal(na, nb) and torch.equal(a, b)  # the same model inputs, bit for bit
+    with pytest.raises(ValueError, match="clip_dtype must be 'uint8' or 'float32'"):
+        FinetuneDataModule(clip_dtype="half", **kw)
+
+
 # -- the module ------------------------------------------------------------------------------
 def _module(d=8, t=17, **kw):
     import functools

@@ -180,3 +180,29 @@ def test_train_crop_flip_with_mean_cube_equals_naive(tmp_path):
         np.testing.assert_allclose(x[k], crop.transpose(3, 0, 1, 2), atol=1e-4)
     with pytest.raises(ValueError, match="clip indices reach frame 10, but there are 10"):
         t.from_resized(frames[:10], clips)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_uint8_output_then_normalize_is_bit_identical(train):
+    from gifemo.data.transforms import normalize_clips
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (21, *RESIZE_HW, 3), dtype=np.uint8)
+    clips = (
+        RandomClip(num_clips=5)(21, torch.Generator().manual_seed(2)) if train else AllClips()(21)
+    )
+    ref = C3DTransform(train=train).from_resized(frames, clips, torch.Generator().manual_seed(9))
+    raw = C3DTransform(train=train, output="uint8").from_resized(
+        frames, clips, torch.Generator().manual_seed(9)
+    )
+    assert raw.dtype == torch.uint8 and raw.shape == ref.shape
+    assert torch.equal(normalize_clips(raw), ref)  # bit for bit, flips included
+    assert normalize_clips(ref) is ref  # float clips pass through
+    with pytest.raises(ValueError, match="output must be 'float32' or 'uint8', got 'int8'"):
+        C3DTransform(output="int8")
+
+
+def test_uint8_output_refuses_mean_cube(tmp_path):
+    np.save(tmp_path / "mean.npy", np.zeros((16, *RESIZE_HW, 3), np.float32))
+    with pytest.raises(ValueError, match=r"mean cube .*mean\.npy depends on each clip's crop"):
+        C3DTransform(output="uint8", mean_cube=str(tmp_path / "mean.npy"))

@@ -15,7 +15,10 @@ optimiser, synchronised) separately:
   FLOP/s of the device (H100/H200 SXM: 989 TFLOP/s dense); "model MFU" leaves the waits out.
 
 Settings: ``no cache`` (every step decodes GIFs in the workers) and ``cache`` (the same after
-one pass has filled the cache: what epochs ≥ 2 see). JSON goes to ``.bench/finetune.json``.
+one pass has filled the cache: what epochs ≥ 2 see). For each, the loader is also timed on its
+own (no model): the clips/s the data pipeline can deliver, per worker, and so the number of
+workers a GPU would need — the run prints how many an H100 at 40 % MFU needs for this model.
+JSON goes to ``.bench/finetune.json``.
 """
 
 from __future__ import annotations
@@ -108,6 +111,21 @@ def run_setting(
             "model_clips_per_s": clips / step_time, "data_wait_share": wait / total}  # fmt: skip
 
 
+def loader_rate(loader: Any, batches: int) -> float:
+    """Clips/s the loader delivers on its own (no model): the data pipeline's ceiling."""
+    it = iter(loader)
+    next(it)  # workers started, first batch prefetched
+    clips, start = 0, time.perf_counter()
+    for _ in range(batches):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        clips += len(batch["clips"])
+    return clips / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m gifemo.bench finetune", description=__doc__.split("\n\n")[0]
@@ -171,18 +189,24 @@ def main(argv: list[str] | None = None) -> int:
             module = FinetuneModule(backbone, MultiTaskHead(fc_dim, 17), optimizer=functools.partial(torch.optim.AdamW),
                                     lr=1e-4, head_lr=1e-3, feature_dropout=0.5).to(device).train()  # fmt: skip
             loader = dm.train_dataloader()
+            data_rate = loader_rate(loader, max(steps, 10))
             run_setting(
                 module, loader, steps=1, device=device, bf16=gpu
             )  # warm-up (workers, cudnn)
             if gpu:
                 torch.cuda.reset_peak_memory_stats()
             results[setting] = run_setting(module, loader, steps=steps, device=device, bf16=gpu)
+            results[setting]["loader_clips_per_s"] = data_rate
+            results[setting]["loader_clips_per_s_per_worker"] = data_rate / max(workers, 1)
             if gpu:
                 results[setting]["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
             del loader, dm, module
 
         flops_clip = clip_flops(backbone, upto="fc6")
         peak = peak_flops(device)
+        # the rate an H100 (989 TFLOP/s dense bf16) needs at 40 % MFU, and the workers it
+        # takes at the per-worker rate measured here
+        need = 0.4 * PEAK_BF16["H100"] / (3.0 * flops_clip)
         for r in results.values():
             r["train_flops_per_clip"] = 3.0 * flops_clip
             if peak:
@@ -195,19 +219,27 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps, "gifs_per_step": batch, "clips_per_gif": args.clips, "workers": workers,
         "n_gifs": n_gifs, "generate_s": gen_s, "forward_gflop_per_clip": flops_clip / 1e9,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "peak_bf16_flops": peak, "settings": results,
+        "peak_bf16_flops": peak, "settings": results, "h100_40pct_mfu_clips_per_s": need,
+        "workers_for_h100_40pct": {k: need / r["loader_clips_per_s_per_worker"] for k, r in results.items()},
     }  # fmt: skip
     print(f"fine-tuning bench on {report['device']}: {report['model']}, {report['precision']}, "
           f"{batch} GIFs × {args.clips} clip/step, {workers} workers, {steps} steps")  # fmt: skip
     print(
         f"{'setting':<10} {'clips/s':>9} {'model clips/s':>14} {'data wait':>10} {'MFU':>7} {'model MFU':>10}"
+        f" {'loader clips/s':>15} {'per worker':>11}"
     )
     for name, r in results.items():
         mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
         mmfu = f"{r['model_mfu']:.1%}" if "model_mfu" in r else "-"
         print(
             f"{name:<10} {r['clips_per_s']:>9.2f} {r['model_clips_per_s']:>14.2f} {r['data_wait_share']:>10.1%} {mfu:>7} {mmfu:>10}"
+            f" {r['loader_clips_per_s']:>15.1f} {r['loader_clips_per_s_per_worker']:>11.1f}"
         )
+    print(
+        f"an H100 at 40 % MFU trains {need:.0f} clips/s of this model; at the per-worker loader "
+        "rates above that takes "
+        + ", ".join(f"{w:.0f} workers ({k})" for k, w in report["workers_for_h100_40pct"].items())
+    )
     ratio = results["cache"]["clips_per_s"] / results["no cache"]["clips_per_s"]
     print(f"cache / no cache throughput: {ratio:.2f}x; peak RSS {report['peak_rss_gb']:.2f} GB"
           + (f"; peak GPU memory {results['cache']['peak_gpu_mem_gb']:.1f} GB" if gpu else ""))  # fmt: skip

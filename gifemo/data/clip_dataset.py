@@ -57,7 +57,8 @@ class GifClipDataset(Dataset):
     ``__getitem__(i)`` (or ``(epoch, i)``) returns::
 
         {"index": i, "id": str, "path": str,
-         "clips": (N, 3, 16, 112, 112) float32 (N = 0 on failure),
+         "clips": (N, 3, 16, 112, 112) float32, or uint8 with C3DTransform(output="uint8")
+                  (N = 0 on failure),
          "labels": (t,) float32            # only when labels were given
          "error": None | str, "n_frames": int (0 on failure),
          "mean_delay_ms": float (NaN on failure), "truncated": bool}
@@ -159,6 +160,21 @@ class GifClipDataset(Dataset):
         return item
 
 
+def _cat_clips(clips: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat of the items' clips; in a DataLoader worker straight into shared memory.
+
+    A worker's batch goes to the main process through shared memory; concatenating into a
+    shared buffer (as ``default_collate`` does) saves one copy of the whole float32 batch.
+    """
+    clips = [c for c in clips if c.shape[0]]  # a failed GIF's empty float tensor: no dtype mix
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        total = sum(c.shape[0] for c in clips)
+        storage = clips[0]._typed_storage()._new_shared(total * math.prod(clips[0].shape[1:]))
+        out = clips[0].new(storage).view(total, *clips[0].shape[1:])
+    return torch.cat(clips, out=out)
+
+
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch of B items → clips of all GIFs concatenated, with the GIF each clip belongs to.
 
@@ -178,7 +194,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     clips = [it["clips"] for it in items]
     counts = torch.tensor([c.shape[0] for c in clips], dtype=torch.long)
     batch: dict[str, Any] = {
-        "clips": torch.cat(clips) if counts.sum() else torch.zeros(EMPTY_CLIPS_SHAPE),
+        "clips": _cat_clips(clips) if counts.sum() else torch.zeros(EMPTY_CLIPS_SHAPE),
         "gif_index": torch.repeat_interleave(torch.arange(len(items)), counts),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "ids": [it["id"] for it in items],

@@ -14,6 +14,13 @@ For each clip of 16 frames (indices from a sampler, :mod:`gifemo.data.clips`):
 The mean is subtracted at the full 128×171 positions, i.e. before cropping; cropping the
 cube with the same window as the clip is the identical computation and is what the code does.
 Output: ``(N, 3, 16, 112, 112)`` float32, ``(N, C, T, H, W)``.
+
+``output="uint8"`` stops before the mean: the cropped, flipped BGR clips stay uint8 (a quarter
+of the bytes through DataLoader workers, shared memory, pinning and the host-to-device copy),
+and :func:`normalize_clips` subtracts the per-channel mean wherever the clips are — on the GPU,
+inside the model step. Converting uint8 to float32 is exact and the subtraction is the same
+float32 operation, so both routes give bit-identical clips. (A mean cube's window depends on
+each clip's crop, so ``uint8`` takes the per-channel mean only.)
 """
 
 from __future__ import annotations
@@ -59,6 +66,17 @@ def resize_frames(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def normalize_clips(
+    clips: torch.Tensor, mean_bgr: tuple[float, float, float] | torch.Tensor = SPORTS1M_MEAN_BGR
+) -> torch.Tensor:
+    """uint8 clips (N, 3, 16, 112, 112) from ``C3DTransform(output="uint8")`` → float32 minus
+    the per-channel mean, on the clips' device; float clips (already normalised) pass unchanged."""
+    if clips.dtype != torch.uint8:
+        return clips
+    mean = torch.as_tensor(mean_bgr, dtype=torch.float32, device=clips.device).reshape(3, 1, 1, 1)
+    return clips.to(torch.float32) - mean
+
+
 def load_mean_cube(path: str | Path) -> np.ndarray:
     """A Sports-1M mean cube from ``.npy`` as (16, 128, 171, 3) float32, channels B, G, R.
 
@@ -87,6 +105,8 @@ class C3DTransform:
         flip: at training, mirror each clip horizontally with probability ½.
         mean_bgr: per-channel mean subtracted from B, G, R when no cube is given.
         mean_cube: path of a ``.npy`` mean cube (see :func:`load_mean_cube`); overrides mean_bgr.
+        output: ``"float32"`` (mean subtracted here) or ``"uint8"`` (mean left to
+            :func:`normalize_clips`; per-channel mean only).
     """
 
     def __init__(
@@ -96,7 +116,16 @@ class C3DTransform:
         flip: bool = True,
         mean_bgr: tuple[float, float, float] = SPORTS1M_MEAN_BGR,
         mean_cube: str | None = None,
+        output: str = "float32",
     ):
+        if output not in ("float32", "uint8"):
+            raise ValueError(f"C3DTransform: output must be 'float32' or 'uint8', got {output!r}")
+        if output == "uint8" and mean_cube:
+            raise ValueError(
+                "C3DTransform: output='uint8' leaves only the per-channel mean to subtract later; "
+                f"the mean cube {mean_cube} depends on each clip's crop (use output='float32')"
+            )
+        self.output = output
         self.train = train
         self.flip = flip
         self.mean_bgr = tuple(float(m) for m in mean_bgr)
@@ -108,7 +137,7 @@ class C3DTransform:
     def __repr__(self) -> str:
         return (
             f"C3DTransform(train={self.train}, flip={self.flip}, mean_bgr={self.mean_bgr}, "
-            f"mean_cube={self.mean_cube!r})"
+            f"mean_cube={self.mean_cube!r}, output={self.output!r})"
         )
 
     def __call__(
@@ -133,7 +162,8 @@ class C3DTransform:
     def from_resized(
         self, resized: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """(T, 128, 171, 3) uint8 RGB from :func:`resize_frames` → (N, 3, 16, 112, 112) float32."""
+        """(T, 128, 171, 3) uint8 RGB from :func:`resize_frames` → (N, 3, 16, 112, 112) float32
+        (uint8 BGR before the mean with ``output="uint8"``)."""
         if resized.shape[1:] != (*RESIZE_HW, 3) or resized.dtype != np.uint8:
             raise ValueError(
                 f"resized frames must be (T, 128, 171, 3) uint8, got {resized.shape} {resized.dtype}"
@@ -151,7 +181,8 @@ class C3DTransform:
             mean = np.broadcast_to(
                 np.asarray(self.mean_bgr, np.float32).reshape(3, 1, 1, 1), (3, CLIP_LEN, *RESIZE_HW)
             )
-        out = np.empty((n, 3, CLIP_LEN, CROP, CROP), np.float32)  # (N, C, T, H, W)
+        raw = self.output == "uint8"
+        out = np.empty((n, 3, CLIP_LEN, CROP, CROP), np.uint8 if raw else np.float32)  # NCTHW
         for i, (top, left, flip) in enumerate(self.windows(n, generator).tolist()):
             rows, cols = slice(top, top + CROP), slice(left, left + CROP)
             # gather the clip's 16 cropped frames (uint8; from a memory-mapped cache entry only
@@ -161,5 +192,8 @@ class C3DTransform:
             m = mean[:, :, rows, cols]
             if flip:
                 x, m = x[..., ::-1], m[..., ::-1]
-            np.subtract(x, m, out=out[i])
+            if raw:
+                out[i] = x
+            else:
+                np.subtract(x, m, out=out[i])
         return torch.from_numpy(out)

@@ -46,6 +46,11 @@ class FinetuneDataModule(L.LightningDataModule):
     padded across ranks. Evaluation: ``AllClips`` + centre crop, sharded across ranks without
     padding (each GIF once). ``batch_size`` is GIFs per device. Under DDP it takes rank and world
     size from the trainer and needs ``Trainer(use_distributed_sampler=False)``.
+
+    ``clip_dtype="uint8"`` (default): batches carry the cropped, flipped BGR clips as uint8 and
+    :class:`~gifemo.finetune.module.FinetuneModule` subtracts the mean on its device — a quarter
+    of the bytes through workers, shared memory, pinning and the host-to-device copy, with
+    bit-identical inputs to the model. ``"float32"`` normalises in the workers.
     """
 
     def __init__(
@@ -64,8 +69,12 @@ class FinetuneDataModule(L.LightningDataModule):
         cache_max_mb: float = 4096,
         read_kwargs: dict[str, Any] | None = None,
         seed: int = 0,
+        clip_dtype: str = "uint8",
     ) -> None:
         super().__init__()
+        if clip_dtype not in ("uint8", "float32"):
+            raise ValueError(f"clip_dtype must be 'uint8' or 'float32', got {clip_dtype!r}")
+        self.clip_dtype = clip_dtype
         self.splits = {"train": train, "val": val, "test": test}
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_clips, self.num_workers = int(num_clips), int(num_workers)
@@ -105,7 +114,7 @@ class FinetuneDataModule(L.LightningDataModule):
             records,
             labels=labels,
             sampler=RandomClip(num_clips=self.num_clips) if train else AllClips(),
-            transform=C3DTransform(train=train),
+            transform=C3DTransform(train=train, output=self.clip_dtype),
             cache=self.cache,
             read_kwargs=self.read_kwargs,
             seed=self.seed,

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gifemo.data.transforms import SPORTS1M_MEAN_BGR, normalize_clips
 from gifemo.finetune.metrics import (
     average_precision,
     best_f1_thresholds,
@@ -173,6 +174,7 @@ class FinetuneModule(L.LightningModule):
         feature_dropout: float = 0.5,
         eval_chunk: int = 64,
         seed: int = 0,
+        mean_bgr: tuple[float, float, float] = SPORTS1M_MEAN_BGR,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "penalty", "optimizer", "scheduler"])
@@ -197,6 +199,9 @@ class FinetuneModule(L.LightningModule):
         if pw.shape != (t,):
             raise ValueError(f"pos_weight must have shape ({t},), got {tuple(pw.shape)}")
         self.register_buffer("pos_weight", pw)
+        # subtracted from uint8 clips (C3DTransform(output="uint8")) on the model's device
+        mean = torch.tensor([float(m) for m in mean_bgr], dtype=torch.float32)
+        self.register_buffer("clip_mean", mean, persistent=False)
         self.register_buffer("val_thresholds", torch.zeros(t))  # chosen on validation data (max F1)
         self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
         self.failures: list[dict[str, Any]] = []
@@ -223,7 +228,12 @@ class FinetuneModule(L.LightningModule):
         return h * keep.to(h.device) / (1.0 - p)
 
     def clip_logits(self, clips: Tensor, batch: dict[str, Any] | None = None) -> Tensor:
-        """(N, 3, 16, 112, 112) → (N, t) logits (``batch`` keys the dropout masks when training)."""
+        """(N, 3, 16, 112, 112) → (N, t) logits (``batch`` keys the dropout masks when training).
+
+        uint8 clips (``C3DTransform(output="uint8")``) are normalised here, on the model's
+        device (:func:`gifemo.data.transforms.normalize_clips`); float clips are used as given.
+        """
+        clips = normalize_clips(clips, self.get_buffer("clip_mean"))
         if self.backbone_frozen:
             with torch.no_grad():
                 h = self.backbone.features(clips)  # (N, d)

@@ -90,6 +90,7 @@ def build_datamodule(
         cache_max_mb=float(m.cache.max_mb),
         read_kwargs={"max_pixels": int(m.max_pixels), "max_frames": m.max_frames},
         seed=int(cfg.seed),
+        clip_dtype=str(m.get("clip_dtype", "uint8")),
     )
 
 
