@@ -111,12 +111,16 @@ def run_setting(
             "model_clips_per_s": clips / step_time, "data_wait_share": wait / total}  # fmt: skip
 
 
-def loader_rate(loader: Any, batches: int) -> float:
-    """Clips/s the loader delivers on its own (no model): the data pipeline's ceiling."""
+def loader_rate(loader: Any, batches: int, min_seconds: float = 5.0) -> float:
+    """Clips/s the loader delivers on its own (no model): the data pipeline's ceiling.
+
+    Times at least ``batches`` batches and at least ``min_seconds`` (small batches of cached
+    clips take milliseconds each)."""
     it = iter(loader)
     next(it)  # workers started, first batch prefetched
-    clips, start = 0, time.perf_counter()
-    for _ in range(batches):
+    clips, start, done = 0, time.perf_counter(), 0
+    while done < batches or time.perf_counter() - start < min_seconds:
+        done += 1
         try:
             batch = next(it)
         except StopIteration:
