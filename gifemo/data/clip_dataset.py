@@ -20,7 +20,7 @@ its ``set_epoch``); a plain int key means epoch :attr:`GifClipDataset.epoch` (de
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import lightning as L
@@ -126,22 +126,16 @@ class GifClipDataset(Dataset):
             item["labels"] = torch.from_numpy(self.labels[i])
         generator = item_generator(self.seed, epoch, i)
         try:
-            if self.cache is not None:
+            if self.cache is not None:  # resized frames, cut by from_resized
                 cached = self.cache.get(record.path)
-                clips = self.sampler(len(cached.resized), generator=generator)
-                item["clips"] = self.transform.from_resized(
-                    np.asarray(cached.resized), clips, generator=generator
-                )
-                item.update(
-                    error=None,
-                    n_frames=len(cached.resized),
-                    mean_delay_ms=float(np.mean(cached.delays_ms)) if len(cached.delays_ms) else 0.0,
-                    truncated=bool(cached.truncated),
-                )
-                return item
-            gif = read_gif(record.path, **self.read_kwargs)
-            clips = self.sampler(gif.n_frames, generator=generator)
-            item["clips"] = self.transform(gif.frames, clips, generator=generator)
+                frames, delays, truncated = np.asarray(cached.resized), cached.delays_ms, cached.truncated
+                cut: Callable[..., torch.Tensor] = self.transform.from_resized
+            else:  # decoded frames; the transform resizes the ones the clips use
+                gif = read_gif(record.path, **self.read_kwargs)
+                frames, delays, truncated = gif.frames, gif.delays_ms, gif.truncated
+                cut = self.transform
+            clips = self.sampler(len(frames), generator=generator)
+            item["clips"] = cut(frames, clips, generator=generator)
         except Exception as e:  # recorded in the item, reported by collate_clips
             item.update(
                 clips=torch.zeros(EMPTY_CLIPS_SHAPE),
@@ -153,9 +147,9 @@ class GifClipDataset(Dataset):
             return item
         item.update(
             error=None,
-            n_frames=gif.n_frames,
-            mean_delay_ms=gif.mean_delay_ms,
-            truncated=gif.truncated,
+            n_frames=len(frames),
+            mean_delay_ms=float(np.mean(delays)) if len(delays) else 0.0,
+            truncated=bool(truncated),
         )
         return item
 
