@@ -1,7 +1,8 @@
 """Shared pytest settings and hooks.
 
-Tests import their helpers as ``tests.<module>`` (pyproject puts the repository root on the path): tests/gifmaker.py writes GIFs
-(a byte-level encoder and Pillow/PyAV writers) into ``tmp_path``.
+Tests import their helpers as ``tests.<module>`` (pyproject puts the repository root on the
+path): tests/gifmaker.py writes GIFs (a byte-level encoder, Pillow and PyAV writers) into
+``tmp_path``.
 """
 
 from __future__ import annotations
