@@ -119,7 +119,8 @@ def test_random_ranking_n_tilde_is_np_over_rate():
     rate = pos.mean(axis=0)
     # precision of the first ~300 of ~5000 positives: binomial sd ≈ sqrt(.25*.75/1200) ≈ 0.0125
     # per emotion; the mean over 17 emotions has sd ≈ 0.003 -> Ñ within ~3 % at 2.5 sd.
-    assert rep.n_tilde_mean == pytest.approx(np.mean(M.N_P / rate), rel=0.03)
+    assert rep.n_tilde_mean == pytest.approx(M.N_P / np.mean(rate), rel=0.03)
+    assert rep.n_tilde_emotion_mean == pytest.approx(np.mean(M.N_P / rate), rel=0.03)
     assert rep.n_tilde_mean == pytest.approx(12000, rel=0.03)
     assert rep.auc_mean == pytest.approx(0.25, abs=0.01)
     # constant scores (the unsorted baseline) give exactly the rate
@@ -127,6 +128,38 @@ def test_random_ranking_n_tilde_is_np_over_rate():
     np.testing.assert_allclose(const.precision_at_recall, rate)
     np.testing.assert_allclose(const.n_tilde, M.N_P / rate)
     np.testing.assert_allclose(const.auc, rate)
+    m = const.to_metrics("test")
+    assert m["test/n_tilde_mean"] == pytest.approx(M.N_P / rate.mean(), rel=1e-12)
+    assert m["test/n_tilde_unsorted_mean"] == pytest.approx(M.N_P / rate.mean(), rel=1e-12)
+    assert m["test/n_tilde_unsorted_emotion_mean"] == pytest.approx(np.mean(M.N_P / rate))
+
+
+def test_mean_n_tilde_is_np_over_mean_precision_hand_example():
+    """Table 2's mean Ñ is N_p over the precision averaged over emotions (paper: unsorted
+    3000 / 0.2501 = 11,996), not the mean of the per-emotion Ñ_i.
+
+    Three emotions, 8 test GIFs each, 4 positives (recall 0.06 -> the first positive):
+    a ranks a positive first (P = 1), b has it second (P = 1/2), c fourth (P = 1/4).
+    Ñ_i = 3000, 6000, 12000: their mean is 7000; Table 2's is 3000 / (1.75 / 3) = 5142.857….
+    """
+    emotions = ("a", "b", "c")
+    scores = np.tile(-np.arange(8.0)[:, None], (1, 3))  # rank = row
+    pos = np.zeros((8, 3), bool)
+    pos[[0, 4, 5, 6], 0] = True
+    pos[[1, 4, 5, 6], 1] = True
+    pos[[3, 4, 5, 6], 2] = True
+    rep = M.evaluate_rankings(scores, pos, [np.arange(8)] * 3, emotions=emotions)
+    np.testing.assert_allclose(rep.precision_at_recall, [1.0, 0.5, 0.25])
+    np.testing.assert_allclose(rep.n_tilde, [3000.0, 6000.0, 12000.0])
+    assert rep.n_tilde_mean == pytest.approx(3000 / (1.75 / 3), rel=1e-12)
+    assert rep.n_tilde_emotion_mean == pytest.approx(7000.0, rel=1e-12)
+    m = rep.to_metrics("test")
+    assert m["test/n_tilde_mean"] == pytest.approx(36000 / 7, rel=1e-12)
+    assert m["test/n_tilde_emotion_mean"] == pytest.approx(7000.0, rel=1e-12)
+    assert m["test/n_tilde_unsorted_mean"] == pytest.approx(3000 / 0.5, rel=1e-12)
+    assert "5143" in M.format_report(rep)
+    # the paper's own unsorted row: mean precision 0.2501 -> 11,995 (printed 11,996)
+    assert M.n_tilde(0.2501) == pytest.approx(11995.2, abs=0.1)
 
 
 def test_mean_curve_and_bad_input():

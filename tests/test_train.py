@@ -86,7 +86,9 @@ def test_metrics_json_has_the_required_keys_and_consistent_means(trained: dict[s
     n_tilde = np.array([saved[f"test/n_tilde/{e}"] for e in EMOTIONS], dtype=float)
     assert np.isfinite(aucs).sum() >= 10  # the tiny data leaves a few emotions without positives
     assert math.isclose(saved["test/auc_mean"], np.nanmean(aucs), rel_tol=1e-12)
-    assert math.isclose(saved["test/n_tilde_mean"], np.nanmean(n_tilde), rel_tol=1e-12)
+    assert math.isclose(saved["test/n_tilde_emotion_mean"], np.nanmean(n_tilde), rel_tol=1e-12)
+    par = np.array([saved[f"test/precision_at_recall/{e}"] for e in EMOTIONS], dtype=float)
+    assert math.isclose(saved["test/n_tilde_mean"], 3000 / np.nanmean(par), rel_tol=1e-12)
     report = trained["objects"]["report"]
     np.testing.assert_array_equal(aucs, report.auc)
     # what was written is what train() returned, and what the sweep objective reads
@@ -117,7 +119,7 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
 ) -> None:
     from hydra.utils import instantiate
 
-    from gifemo.data.feature_datamodule import feature_blocks
+    from gifemo.features.datamodule import feature_blocks
     from gifemo.features.extract import extract
     from gifemo.predict import load_model, score_dataset
 

@@ -17,7 +17,12 @@ Conventions (decided here, used everywhere):
   in integers, so r = 3000 / 50000 is never lost to rounding.
 * **Ñ (eq. 9)** — Ñ = N_p / Precision at Recall = N_p / N_all, with N_p = 3000 and
   N_all = 50000 (recall 0.06). A random ranking has precision ≈ positive rate, so the unsorted
-  baseline gives Ñ ≈ N_p / rate (rate 0.25 → 12 000, Table 2's 11 996).
+  baseline gives Ñ ≈ N_p / rate.
+* **Mean Ñ as Table 2 reports it** — N_p over the precision *averaged over emotions first*:
+  Ñ_mean = N_p / mean_i P_i(R = N_p / N_all) (``test/n_tilde_mean``; the paper's unsorted row is
+  3000 / 0.2501 = 11,996). The mean of the per-emotion Ñ_i = N_p / P_i is a different number
+  (larger, by Jensen's inequality, whenever the precisions differ) and is kept as
+  ``test/n_tilde_emotion_mean``.
 * **No positives** — an emotion whose test set has no positive (or is empty) has AUC, precision
   at recall and Ñ = NaN, with a warning naming it; means are taken over the emotions where the
   value is defined (``nanmean``), and ``n_defined`` says how many those are.
@@ -154,6 +159,12 @@ class RankingReport:
 
     @property
     def n_tilde_mean(self) -> float:
+        """Table 2's mean Ñ: N_p / (mean over defined emotions of the precision at recall)."""
+        return n_tilde(_nanmean(self.precision_at_recall), n_p=self.n_p)
+
+    @property
+    def n_tilde_emotion_mean(self) -> float:
+        """The mean over defined emotions of the per-emotion Ñ_i = N_p / P_i (not Table 2's)."""
         return _nanmean(self.n_tilde)
 
     @property
@@ -165,16 +176,22 @@ class RankingReport:
     def to_metrics(self, prefix: str = "test") -> dict[str, float]:
         """Flat ``{"<prefix>/auc_mean": …, "<prefix>/auc/<emotion>": …}`` for metrics.json / loggers.
 
-        Keys: auc_mean, n_tilde_mean, precision_at_recall_mean, positive_rate_mean,
-        n_tilde_unsorted_mean (N_p / rate), n_defined, and per emotion auc/, n_tilde/,
-        precision_at_recall/, positive_rate/. NaN stays NaN (JSON writers should allow it).
+        Keys: auc_mean; n_tilde_mean (Table 2's: N_p / precision_at_recall_mean);
+        n_tilde_emotion_mean (mean of the per-emotion Ñ); precision_at_recall_mean;
+        positive_rate_mean; n_tilde_unsorted_mean (N_p / positive_rate_mean, Table 2's unsorted
+        row) and n_tilde_unsorted_emotion_mean (mean of N_p / rate_i); n_defined; and per emotion
+        auc/, n_tilde/, precision_at_recall/, positive_rate/. NaN stays NaN (JSON writers should
+        allow it). Means are over the emotions where the value is defined.
         """
+        rate_mean = _nanmean(self.positive_rate[np.isfinite(self.auc)])
         out: dict[str, float] = {
             f"{prefix}/auc_mean": self.auc_mean,
             f"{prefix}/n_tilde_mean": self.n_tilde_mean,
+            f"{prefix}/n_tilde_emotion_mean": self.n_tilde_emotion_mean,
             f"{prefix}/precision_at_recall_mean": _nanmean(self.precision_at_recall),
             f"{prefix}/positive_rate_mean": _nanmean(self.positive_rate),
-            f"{prefix}/n_tilde_unsorted_mean": _nanmean(
+            f"{prefix}/n_tilde_unsorted_mean": n_tilde(rate_mean, n_p=self.n_p),
+            f"{prefix}/n_tilde_unsorted_emotion_mean": _nanmean(
                 np.array([n_tilde(r, n_p=self.n_p) for r in self.positive_rate])
             ),
             f"{prefix}/n_defined": float(self.n_defined),
