@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from gifemo.data.feature_datamodule import check_features, feature_blocks, store_rows
 from gifemo.data.metadata import GifDataset
 from gifemo.data.tags import TagDictionary
 from gifemo.emotions import EMOTIONS
+from gifemo.features.datamodule import check_features, feature_blocks, store_rows
+from gifemo.features.normalise import FeatureNormaliser
 from gifemo.features.store import FeatureStore
-from gifemo.models.estimators import FeatureNormaliser, GPRegressor, UnsortedBaseline
+from gifemo.models.estimators import GPRegressor, UnsortedBaseline
 
 FORMAT = "gifemo.model/1"
 IDENTITY_KEYS = ("backbone", "weights_id", "preprocessing")

@@ -280,7 +280,7 @@ def prepare_data(cfg: DictConfig) -> tuple[Any, Any, Any]:
 
     ``cfg.data`` is instantiated (the synthetic default is generated on first use); the store
     comes from :func:`gifemo.features.extract.extract` (reused when its fingerprint matches);
-    ``cfg.features.datamodule`` (a :class:`gifemo.data.feature_datamodule.FeatureDataModule`
+    ``cfg.features.datamodule`` (a :class:`gifemo.features.datamodule.FeatureDataModule`
     partial) builds labels, the protocol's test sets, the tag dictionary (training rows only) and
     the normalised features. The store is made for every feature set, tag-only included, so that
     all methods see the same rows (GIFs that failed to decode are dropped everywhere).

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gifemo.eval.cv import clone, grid_search
+from gifemo.features.normalise import FeatureNormaliser
 from gifemo.models import mtl
 from gifemo.models.estimators import (
-    FeatureNormaliser,
     MTLRegressor,
     UnsortedBaseline,
     choose_k,

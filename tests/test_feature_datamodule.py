@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gifemo.data.feature_datamodule import FeatureDataModule, build_feature_arrays
+from gifemo.features.datamodule import FeatureDataModule, build_feature_arrays
 from gifemo.data.metadata import GifDataset, GifRecord
 from gifemo.data.tags import TagDictionary
 from gifemo.emotions import N_EMOTIONS

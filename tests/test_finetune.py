@@ -306,7 +306,7 @@ def random_ranking_map(labels: np.ndarray) -> float:
 
 
 def test_random_ranking_map_matches_monte_carlo():
-    from gifemo.finetune.metrics import average_precision
+    from gifemo.eval.multilabel import average_precision
 
     rng = np.random.default_rng(0)
     labels = rng.random((12, 5)) < 0.25
@@ -341,7 +341,7 @@ def _run(tmp_path, name, *extra):
 def test_finetuning_learns_and_is_reproducible(tmp_path):
     """Training loss falls, and validation mAP beats a random ranking: by 0.05 over its expected
     value and above the 95th percentile of 1000 random rankings (p < 0.05) of the val labels."""
-    from gifemo.finetune.metrics import average_precision
+    from gifemo.eval.multilabel import average_precision
 
     m1, o1 = _run(tmp_path, "a")
     losses = [h["train/loss"] for h in o1["history"]]

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from gifemo.data.feature_datamodule import build_feature_arrays
+from gifemo.features.datamodule import build_feature_arrays
 from gifemo.emotions import EMOTIONS
 from gifemo.models.estimators import GPRegressor, MTLRegressor, UnsortedBaseline
 from gifemo.models.penalties import Ridge

@@ -7,13 +7,14 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
 from sklearn.svm import LinearSVC
 
-from gifemo.finetune.metrics import (
+from gifemo.eval.multilabel import (
     average_precision,
     best_f1_thresholds,
     precision_recall_f1,
     summarise,
 )
-from gifemo.models.svm import BinaryRelevanceSVM, evaluate_svm, holdout_split
+from gifemo.eval.splits import holdout_split
+from gifemo.models.svm import BinaryRelevanceSVM, evaluate_svm
 
 
 def _toy(seed: int, n: int = 60, t: int = 5, ties: bool = False):

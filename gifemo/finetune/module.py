@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gifemo.data.transforms import SPORTS1M_MEAN_BGR, normalize_clips
-from gifemo.finetune.metrics import (
+from gifemo.eval.multilabel import (
     average_precision,
     best_f1_thresholds,
     precision_recall_f1,

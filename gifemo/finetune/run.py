@@ -22,21 +22,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from gifemo.emotions import N_EMOTIONS
+from gifemo.eval.multilabel import table4_line
+from gifemo.eval.splits import split_indices
 from gifemo.finetune.data import FinetuneDataModule
-from gifemo.finetune.metrics import table4_line
 from gifemo.finetune.module import FinetuneModule, positive_weights
-from gifemo.models.svm import holdout_split
 
 log = logging.getLogger(__name__)
-
-
-def split_indices(
-    n: int, *, test_fraction: float, val_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Seeded disjoint train / val / test indices of range(n)."""
-    rest, test = holdout_split(n, test_fraction=test_fraction, seed=seed)
-    tr, va = holdout_split(len(rest), test_fraction=val_fraction, seed=seed + 1)
-    return {"train": rest[tr], "val": rest[va], "test": test}
 
 
 def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:

@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from gifemo.emotions import EMOTIONS
-from gifemo.finetune.metrics import average_precision, precision_recall_f1, summarise, table4_line
+from gifemo.eval.multilabel import average_precision, precision_recall_f1, summarise, table4_line
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +127,6 @@ class BinaryRelevanceSVM:
         return W, b
 
 
-def holdout_split(
-    n: int, *, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of range(n): (train indices, test indices), sorted; test ⌈f·n⌉ rows."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
-    n_test = int(np.ceil(test_fraction * n))
-    if n_test >= n:
-        raise ValueError(f"{n} GIFs are too few for a {test_fraction:.0%} hold-out")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
-
-
 def evaluate_svm(
     estimator: BinaryRelevanceSVM, X: np.ndarray, Y: np.ndarray, *, prefix: str = "test/"
 ) -> dict[str, float]:
@@ -188,6 +175,7 @@ def run_svm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     Keys read: cfg.model.{C, class_weight, loss, max_iter, tol, test_fraction}, cfg.seed,
     cfg.data / cfg.backbone / cfg.extract (via extract), cfg.paths.output_dir (optional).
     """
+    from gifemo.eval.splits import holdout_split
     from gifemo.tracking import build_logger, log_summary
 
     m = cfg.model

@@ -15,7 +15,7 @@ For each row n:
   dictionary, they just do not choose it.)
 * ``X[n]`` = the ``features`` blocks: ``"visual"`` (the store's C3D fc6, D), ``"tag"`` (the
   bag of words, V) or ``"visual+tag"`` (their concatenation, D + V, visual first), passed through
-  :class:`gifemo.models.estimators.FeatureNormaliser` (default ``"l2"``: each block unit-norm)
+  :class:`gifemo.features.normalise.FeatureNormaliser` (default ``"l2"``: each block unit-norm)
   fitted on the training rows.
 
 :class:`FeatureDataModule` wraps :func:`build_feature_arrays` as a LightningDataModule:
@@ -40,8 +40,8 @@ from gifemo.data.labels import score_labels
 from gifemo.data.metadata import GifDataset
 from gifemo.data.tags import TagDictionary
 from gifemo.eval.protocol import GENERIC_TAGS, EvalProtocol, make_protocol
+from gifemo.features.normalise import FeatureNormaliser
 from gifemo.features.store import FeatureStore
-from gifemo.models.estimators import FeatureNormaliser
 
 FEATURE_KINDS = ("visual", "tag", "visual+tag")
 
