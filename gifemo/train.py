@@ -16,9 +16,9 @@ closed-form recognisers (``model=unsorted|lasso|ridge|trace|cmtl|gp``) it
    curve, its area (AUC), Ñ (eq. 9) and the positives' rate (:mod:`gifemo.eval.metrics`);
 5. writes ``metrics.json`` / ``run.json`` / ``cv.json`` to the output directory, saves the model
    (:mod:`gifemo.predict`), draws the figures, logs everything to the tracker
-   (:mod:`gifemo.tracking`) and prints a summary table.
+   (:mod:`gifemo.runners.tracking`) and prints a summary table.
 
-``model=finetune`` and ``model=svm`` are dispatched to :func:`gifemo.finetune.run.run_finetune`
+``model=finetune`` and ``model=svm`` are dispatched to :func:`gifemo.runners.finetune.run_finetune`
 and :func:`gifemo.models.svm.run_svm`.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from gifemo import tracking
+from gifemo.runners import tracking
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _run(cfg: DictConfig, out: Path, logger: Any) -> tuple[dict[str, float], dic
 def _dispatch(cfg: DictConfig, name: str) -> tuple[dict[str, float], dict[str, Any]]:
     """Hand ``model=finetune`` / ``model=svm`` to F's runners; write metrics.json like ours."""
     if name == "finetune":
-        from gifemo.finetune.run import run_finetune as runner
+        from gifemo.runners.finetune import run_finetune as runner
     else:
         from gifemo.models.svm import run_svm as runner
     try:

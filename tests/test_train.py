@@ -22,8 +22,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from gifemo import tracking
 from gifemo.emotions import EMOTIONS
+from gifemo.runners import tracking
 from gifemo.train import objective, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -176,7 +176,7 @@ def run_svm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     cfg.data / cfg.backbone / cfg.extract (via extract), cfg.paths.output_dir (optional).
     """
     from gifemo.eval.splits import holdout_split
-    from gifemo.tracking import build_logger, log_summary
+    from gifemo.runners.tracking import build_logger, log_summary
 
     m = cfg.model
     seed = int(OmegaConf.select(cfg, "seed", default=0) or 0)

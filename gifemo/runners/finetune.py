@@ -109,7 +109,7 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
 
 def run_finetune(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fine-tune and evaluate; returns flat metrics and the built objects (trainer, module, ...)."""
-    from gifemo.tracking import build_logger, log_summary
+    from gifemo.runners.tracking import build_logger, log_summary
 
     L.seed_everything(int(cfg.seed), workers=True)
     dataset = instantiate(cfg.data)
