@@ -134,7 +134,7 @@ def _run(cfg: DictConfig, out: Path, logger: Any) -> tuple[dict[str, float], dic
     }
     write_results(cfg, out, metrics, cv, data)
     if cfg.get("save_model", True):
-        from gifemo.predict import save_model
+        from gifemo.models.saved import save_model
 
         objects["model_dir"] = save_model(
             out / "model",

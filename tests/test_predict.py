@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from gifemo.features.datamodule import build_feature_arrays
+from gifemo.apps.predict import main, rank
 from gifemo.emotions import EMOTIONS
+from gifemo.features.datamodule import build_feature_arrays
 from gifemo.models.estimators import GPRegressor, MTLRegressor, UnsortedBaseline
 from gifemo.models.penalties import Ridge
-from gifemo.predict import load_model, main, rank, save_model, score_dataset
+from gifemo.models.saved import load_model, save_model, score_dataset
 from tests.test_feature_datamodule import make_dataset, make_store
 
 

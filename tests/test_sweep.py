@@ -1,4 +1,5 @@
-"""The multirun summary (gifemo.sweep): best configuration per method by CV score, Table 2."""
+"""The multirun summary (gifemo.runners.sweep, ``python -m gifemo sweep``): best configuration
+per method by CV score, Table 2."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gifemo.sweep import best_per_method, collect, format_table, main, summarize, table_rows
+from gifemo.apps.sweep import main
+from gifemo.runners.sweep import best_per_method, collect, format_table, summarize, table_rows
 
 
 def _job(

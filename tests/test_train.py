@@ -121,7 +121,7 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
 
     from gifemo.features.datamodule import feature_blocks
     from gifemo.features.extract import extract
-    from gifemo.predict import load_model, score_dataset
+    from gifemo.models.saved import load_model, score_dataset
 
     objects = trained["objects"]
     model = load_model(trained["out"] / "model")

@@ -17,7 +17,6 @@ a row with no GIF is NaN). Shares (Fig. 10b, c): the fraction of GIFs whose ``ca
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -227,26 +226,3 @@ def dataset_statistics(
     if out_dir is not None:
         (Path(out_dir) / "stats.json").write_text(json.dumps(res, indent=1))
     return res
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from gifemo.data.metadata import load_dataset
-
-    ap = argparse.ArgumentParser(
-        prog="python -m gifemo.data.stats", description="Figs. 9-10 of a dataset"
-    )
-    ap.add_argument("--root", default=None, help="dataset folder (default: the generated one)")
-    ap.add_argument(
-        "--kind", default="gifgif_plus", help="gifgif | gifgif_plus | unlabelled | folder | auto"
-    )
-    ap.add_argument("--synthetic-dir", default="data/synthetic")
-    ap.add_argument("--out", required=True, help="folder for the PNGs and stats.json")
-    args = ap.parse_args(argv)
-    ds = load_dataset(kind=args.kind, root=args.root, synthetic_dir=args.synthetic_dir)
-    res = dataset_statistics(ds, args.out)
-    print(json.dumps({k: res[k] for k in ("dataset", "timing", "figures")}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The end of a sweep: pick each method's best configuration by CV score, print Table 2.
 
-Every job of a multirun writes ``metrics.json`` (flat metrics, see :mod:`gifemo.train`) and
+Every job of a multirun writes ``metrics.json`` (flat metrics, see :mod:`gifemo.runners.results`) and
 ``run.json`` (model name, feature set, the job's overrides and CV-chosen parameters) into its
 output directory ``<sweep dir>/<job number>/``. :func:`summarize` reads them all, groups the jobs
 by *method* = (model, feature set), keeps in each group the job with the highest
@@ -15,13 +15,12 @@ reports the chosen jobs' test results in the layout of the paper's Table 2:
 
 The table is printed and written to ``<sweep dir>/summary.md``; ``summary.json`` holds the same
 rows plus every job's scores. :class:`SweepSummary` is the Hydra callback that runs it at
-``on_multirun_end`` (configured in ``conf/hydra/default.yaml``); ``python -m gifemo.sweep DIR``
-reruns it on a finished sweep directory.
+``on_multirun_end`` (configured in ``conf/hydra/default.yaml``); ``python -m gifemo sweep DIR``
+(:mod:`gifemo.apps.sweep`) reruns it on a finished sweep directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -238,18 +237,3 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         summarize(str(config.hydra.sweep.dir), metric=self.metric)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gifemo.sweep", description="Summarise a finished sweep (Table 2)."
-    )
-    parser.add_argument("sweep_dir", help="the multirun directory (outputs/train/multiruns/...)")
-    parser.add_argument("--metric", default="cv/score", help="choose configurations by this key")
-    args = parser.parse_args(argv)
-    summarize(args.sweep_dir, metric=args.metric)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
