@@ -1,4 +1,5 @@
-"""GifClipDataset, collate_clips and ClipDataModule on GIFs written in tmp_path."""
+"""GifClipDataset and collate_clips on GIFs written in tmp_path; samplers get the delays;
+the per-GIF clip budget."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gifemo.data.clip_dataset import (
-    ClipDataModule,
-    EpochKeySampler,
-    GifClipDataset,
-    collate_clips,
-)
-from gifemo.data.clips import AllClips, RandomClip
+from gifemo.data.clip_dataset import GifClipDataset, collate_clips, limit_clips
+from gifemo.data.clips import AllClips, FpsClips, RandomClip
 from gifemo.data.gif import read_gif
 from gifemo.data.metadata import GifRecord
 from gifemo.data.transforms import C3DTransform
@@ -117,8 +113,7 @@ def test_workers_give_the_same_batches(records):
     ds = GifClipDataset(
         records, sampler=RandomClip(num_clips=1), transform=C3DTransform(train=True), seed=3
     )
-    keys = EpochKeySampler(len(ds), shuffle=True, seed=3)
-    keys.set_epoch(2)
+    keys = [(2, i) for i in torch.randperm(len(ds), generator=torch.Generator().manual_seed(3))]
 
     def run(workers: int) -> list[dict]:
         loader = DataLoader(
@@ -143,43 +138,42 @@ def test_workers_give_the_same_batches(records):
     assert in_worker["clips"].is_shared()
 
 
-def test_epoch_key_sampler():
-    s = EpochKeySampler(10, shuffle=True, seed=1)
-    e0 = list(s)
-    assert sorted(i for _, i in e0) == list(range(10)) and {e for e, _ in e0} == {0}
-    assert list(s) == e0
-    s.set_epoch(1)
-    e1 = list(s)
-    assert {e for e, _ in e1} == {1} and [i for _, i in e1] != [i for _, i in e0]
-    assert list(EpochKeySampler(4, shuffle=False)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
-
-
-def test_datamodule_loaders(records):
-    labels = labels_for(records)
-    dm = ClipDataModule(
-        train=(records, labels),
-        val=(records[:3], None),
-        batch_size=2,
-        eval_batch_size=3,
-        num_workers=0,
-    )
-    dm.setup("fit")
-    train = list(dm.train_dataloader())
-    assert [len(b["ids"]) for b in train] == [2, 2, 1]
-    assert sorted(i for b in train for i in b["ids"]) == sorted(r.id for r in records)
-    assert all(
-        b["clips"].shape[0] == len(b["ids"]) - len(b["failures"]) for b in train
-    )  # 1 random clip each
-    (val,) = list(dm.val_dataloader())
-    assert (
-        val["ids"] == ["a", "bad", "b"] and val["clips"].shape[0] == 1 + 2 and "labels" not in val
-    )
-    with pytest.raises(ValueError, match="no 'test' split"):
-        dm.test_dataloader()
-
-
 def test_label_shape_is_checked(records):
     with pytest.raises(ValueError, match=r"n_records=5"):
         GifClipDataset(
             records, sampler=AllClips(), transform=C3DTransform(), labels=np.zeros((4, 17))
         )
+
+
+def test_sampler_gets_the_gifs_delays(records):
+    """FpsClips through the dataset: the clips are those of the GIF's own delays."""
+    t, sampler = C3DTransform(), FpsClips(fps=30.0, clip_len=16, stride=8)
+    ds = GifClipDataset(records, sampler=sampler, transform=t)
+    for i in [0, 2, 3]:
+        gif = read_gif(records[i].path)
+        want = t(gif.frames, sampler(gif.n_frames, delays_ms=gif.delays_ms))
+        assert torch.equal(ds[i]["clips"], want)
+        assert len(want) != AllClips().count(gif.n_frames) or i == 0  # time changes the count
+
+
+def test_clip_budget_subsamples_evenly_and_says_so(records):
+    clips = AllClips()(57)  # 7 clips, starts 0, 8, …, 48
+    kept, note = limit_clips(clips, 3)
+    assert kept.starts.tolist() == [0, 24, 48] and "3 of 7 clips" in note
+    assert limit_clips(clips, 7) == (clips, None)
+    ds = GifClipDataset(records, sampler=AllClips(), transform=C3DTransform(), max_clips=2)
+    item = ds[3]  # c: 25 frames, 3 clips → the first and the last
+    full = GifClipDataset(records, sampler=AllClips(), transform=C3DTransform())[3]
+    assert torch.equal(item["clips"], full["clips"][[0, 2]])
+    assert "2 of 3 clips" in item["note"] and ds[0]["note"] is None
+
+
+def test_frame_budget_reads_the_first_frames_and_says_so(records):
+    ds = GifClipDataset(
+        records, sampler=AllClips(), transform=C3DTransform(), read_kwargs={"read_frames": 10}
+    )
+    item = ds[2]  # b: 17 frames, of which 10 are read
+    assert item["n_frames"] == 10 and "first 10 of 17 frames" in item["note"]
+    gif = read_gif(records[2].path)
+    assert torch.equal(item["clips"], C3DTransform()(gif.frames[:10], AllClips()(10)))
+    assert ds[0]["note"] is None  # a: 5 frames, under the budget

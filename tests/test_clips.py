@@ -1,4 +1,5 @@
-"""Loop padding and clip samplers against a naive loop, on a parametrised table."""
+"""Loop padding and clip samplers against a naive loop, on a parametrised table; the
+time-aware sampler against a naive playback loop on GIFs written with chosen delays."""
 
 from __future__ import annotations
 
@@ -7,29 +8,52 @@ import pytest
 import torch
 
 from gifemo.data.clips import (
-    CLIP_LEN,
+    DEFAULT_CLIP_LEN,
     AllClips,
     ClipIndices,
+    FpsClips,
     RandomClip,
     clip_indices,
     padded_length,
+    resample_times,
 )
+from gifemo.data.gif import read_gif
+from tests.gifmaker import moving_frames, pillow_gif
+
+CLIP_LEN = DEFAULT_CLIP_LEN
 
 
-def naive_padded(n: int) -> list[int]:
-    """Repeat frames 0..n-1 from the start until there are max(16, multiple of 8 ≥ n) frames."""
-    target = 16
-    while target < n or target % 8:
+def naive_padded(n: int, clip_len: int = 16, stride: int = 8) -> list[int]:
+    """Repeat frames 0..n-1 from the start until there are max(ℓ, multiple of s ≥ n) frames."""
+    target = n
+    while target % stride:
         target += 1
+    target = max(target, clip_len)
     out: list[int] = []
     while len(out) < target:
         out.extend(range(n))
     return out[:target]
 
 
-def naive_clips(n: int) -> list[list[int]]:
-    padded = naive_padded(n)
-    return [padded[s : s + 16] for s in range(0, len(padded) - 15, 8)]
+def naive_clips(n: int, clip_len: int = 16, stride: int = 8) -> list[list[int]]:
+    padded = naive_padded(n, clip_len, stride)
+    return [padded[s : s + clip_len] for s in range(0, len(padded) - clip_len + 1, stride)]
+
+
+def naive_playback(delays_ms: list[int], fps: float) -> list[int]:
+    """The frame on screen at each sample time k/fps, stepping through the animation frame by
+    frame; delays under 20 ms are shown for 100 ms, as browsers do."""
+    shown = [100 if d < 20 else d for d in delays_ms]
+    total = sum(shown)
+    out, i, frame_end, k = [], 0, shown[0], 0
+    while k * 1000.0 / fps < total:
+        t = k * 1000.0 / fps
+        while t >= frame_end:
+            i += 1
+            frame_end += shown[i]
+        out.append(i)
+        k += 1
+    return out or [0]
 
 
 # n, L, number of clips
@@ -78,6 +102,81 @@ def test_random_clip_reproducible_and_covers_offsets():
     assert seen == set(range(0, 32 - 16 + 1))  # every offset, not only multiples of 8
 
 
+@pytest.mark.parametrize(("clip_len", "stride"), [(16, 8), (8, 4), (4, 4), (5, 3), (1, 1)])
+@pytest.mark.parametrize("n", [1, 3, 7, 16, 17, 30])
+def test_clip_length_and_stride_are_arguments(n, clip_len, stride):
+    sampler = AllClips(clip_len=clip_len, stride=stride)
+    clips = sampler(n)
+    assert clips.frames.tolist() == naive_clips(n, clip_len, stride)
+    assert sampler.count(n) == len(clips.starts)
+    assert padded_length(n, clip_len=clip_len, stride=stride) == len(
+        naive_padded(n, clip_len, stride)
+    )
+    r = RandomClip(num_clips=3, clip_len=clip_len, stride=stride)(n, torch.Generator())
+    padded = naive_padded(n, clip_len, stride)
+    for start, row in zip(r.starts, r.frames):
+        assert row.tolist() == padded[start : start + clip_len]
+
+
+def test_default_sampler_is_the_papers_rule():
+    """AllClips() is still 16 frames, stride 8, and describes itself as the old store did."""
+    assert AllClips().describe() == {
+        "sampler": "AllClips",
+        "clip_len": 16,
+        "stride": 8,
+        "padding": "loop to max(16, 8*ceil(n/8)) frames",
+    }
+    for n in range(1, 60):
+        assert AllClips()(n).frames.tolist() == naive_clips(n)
+
+
+DELAY_TABLE = [
+    [40] * 10,  # 25 fps GIF
+    [20, 30, 200, 50, 1000, 60],  # mixed, one long pause
+    [0, 0, 0, 0],  # no delay: played as 100 ms each
+    [10, 100, 10],  # 10 ms is played as 100 ms too
+    [2000],  # one long frame
+    [70, 70, 70, 30, 30, 30, 500, 10, 0, 90, 110, 130, 150],
+]
+
+
+@pytest.mark.parametrize("delays", DELAY_TABLE)
+@pytest.mark.parametrize("fps", [25.0, 10.0, 7.5, 1.0, 60.0])
+def test_resample_times_matches_naive_playback(delays, fps):
+    assert resample_times(np.array(delays), fps).tolist() == naive_playback(delays, fps)
+
+
+@pytest.mark.parametrize("delays", [DELAY_TABLE[1], DELAY_TABLE[2], DELAY_TABLE[5]])
+@pytest.mark.parametrize(("fps", "clip_len", "stride"), [(10.0, 16, 8), (25.0, 8, 4), (4.0, 4, 2)])
+def test_fps_clips_on_gifs_with_known_delays(tmp_path, delays, fps, clip_len, stride):
+    """Pillow writes the GIF with the chosen delays; read_gif gives them back; the clips are the
+    naive playback resampled at fps, loop-padded and cut like AllClips."""
+    frames = moving_frames(len(delays), 12, 16, seed=len(delays))
+    path = pillow_gif(tmp_path / "d.gif", frames, durations_ms=delays)
+    gif = read_gif(path)
+    assert gif.delays_ms.tolist() == delays
+    sampler = FpsClips(fps=fps, clip_len=clip_len, stride=stride)
+    clips = sampler(gif.n_frames, delays_ms=gif.delays_ms)
+    played = naive_playback(delays, fps)
+    want = [[played[j] for j in clip] for clip in naive_clips(len(played), clip_len, stride)]
+    assert clips.frames.tolist() == want
+    assert sampler.count(gif.n_frames, gif.delays_ms) == len(want)
+    # each clip lasts clip_len / fps seconds of the animation, whatever the GIF's own speed
+    assert clips.starts.tolist() == list(range(0, stride * len(want), stride))
+
+
+def test_fps_clips_by_hand():
+    # 3 frames shown 100, 300 and 100 ms; at 10 fps: 0, 1, 1, 1, 2 (500 ms → 5 samples)
+    assert resample_times(np.array([100, 300, 100]), 10).tolist() == [0, 1, 1, 1, 2]
+    c = FpsClips(fps=10, clip_len=4, stride=2)(3, delays_ms=np.array([100, 300, 100]))
+    # 5 samples padded to 6 (loop): 0 1 1 1 2 0 → starts 0, 2
+    assert c.frames.tolist() == [[0, 1, 1, 1], [1, 1, 2, 0]]
+    # a 20 ms GIF at 25 fps keeps every other frame
+    assert resample_times(np.array([20] * 8), 25).tolist() == [0, 2, 4, 6]
+    d = FpsClips(fps=12.5).describe()
+    assert d["sampler"] == "FpsClips" and d["fps"] == 12.5 and d["clip_len"] == 16
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_frames"):
         padded_length(0)
@@ -85,3 +184,11 @@ def test_bad_arguments():
         RandomClip(num_clips=0)
     with pytest.raises(ValueError, match=r"\[0, 8\]"):
         clip_indices(17, np.array([9]))
+    with pytest.raises(ValueError, match="clip_len and stride"):
+        AllClips(stride=0)
+    with pytest.raises(ValueError, match="fps"):
+        FpsClips(fps=0)
+    with pytest.raises(ValueError, match="delays"):
+        FpsClips(fps=10)(5)
+    with pytest.raises(ValueError, match="3 delays for 5 frames"):
+        FpsClips(fps=10)(5, delays_ms=np.array([10, 20, 30]))

@@ -1,4 +1,4 @@
-"""GIF files → batches of C3D clips: dataset, collate function and LightningDataModule.
+"""GIF files → batches of clips: the dataset and its collate function.
 
 Item ``i`` of :class:`GifClipDataset` decodes one GIF (in a DataLoader worker), samples its
 clips and preprocesses them. A GIF has a variable number N of clips, so :func:`collate_clips`
@@ -13,27 +13,34 @@ lists it under ``failures`` so the main process records it and goes on.
 Randomness: the random parts (clip starts, crops, flips) of item i in epoch e come from a
 ``torch.Generator`` seeded by (seed, e, i) through ``numpy.random.SeedSequence``, so results do
 not depend on worker count, worker assignment or persistent workers. The epoch reaches the
-workers inside the key: :class:`EpochKeySampler` yields ``(epoch, i)`` keys (Lightning calls
-its ``set_epoch``); a plain int key means epoch :attr:`GifClipDataset.epoch` (default 0).
+workers inside the key (``(epoch, i)``, as :class:`gifemo.finetune.sampling.EpochSampler`
+yields); a plain int key means epoch :attr:`GifClipDataset.epoch` (default 0).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
-from gifemo.data.clips import CLIP_LEN, AllClips, ClipIndices, RandomClip
+from gifemo.data.clips import ClipIndices, ClipSampler
 from gifemo.data.gif import read_gif
-from gifemo.data.transforms import CROP, C3DTransform
 
-EMPTY_CLIPS_SHAPE = (0, 3, CLIP_LEN, CROP, CROP)
-_ORDER_KEY = 2**32 - 1  # the "index" of an epoch's shuffling generator: no item has it
+_EMPTY_CROP = 112  # spatial size of the (empty) clips of a failed GIF: C3D's 112×112 crop
+
+
+class _Transform(Protocol):  # a backbone's clip transform (gifemo.backbones)
+    def __call__(
+        self, frames: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
+
+    def from_resized(
+        self, resized: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
 
 
 class _Record(Protocol):  # gifemo.data.metadata.GifRecord, or anything with .id and .path
@@ -41,8 +48,22 @@ class _Record(Protocol):  # gifemo.data.metadata.GifRecord, or anything with .id
     path: Any
 
 
-class _Sampler(Protocol):
-    def __call__(self, n_frames: int, generator: torch.Generator | None = None) -> ClipIndices: ...
+def empty_clips(clip_len: int) -> torch.Tensor:
+    """(0, 3, clip_len, 112, 112) float32: the clips of a GIF that failed."""
+    return torch.zeros((0, 3, clip_len, _EMPTY_CROP, _EMPTY_CROP))
+
+
+def limit_clips(clips: ClipIndices, max_clips: int | None) -> tuple[ClipIndices, str | None]:
+    """At most ``max_clips`` clips, evenly spaced over the GIF (first and last kept).
+
+    Returns the clips and, when some were left out, the reason to record.
+    """
+    n = len(clips.starts)
+    if max_clips is None or n <= max_clips:
+        return clips, None
+    keep = np.unique(np.round(np.linspace(0, n - 1, max_clips)).astype(np.int64))  # (max_clips,)
+    note = f"clip budget: {len(keep)} of {n} clips used, evenly spaced (max_clips={max_clips})"
+    return ClipIndices(clips.starts[keep], clips.frames[keep]), note
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -61,14 +82,19 @@ class GifClipDataset(Dataset):
                   (N = 0 on failure),
          "labels": (t,) float32            # only when labels were given
          "error": None | str, "n_frames": int (0 on failure),
-         "mean_delay_ms": float (NaN on failure), "truncated": bool}
+         "mean_delay_ms": float (NaN on failure), "truncated": bool,
+         "note": None | str}  # what a budget left out (read_frames, max_clips)
 
     Args:
         records: GIF records (``.id``, ``.path``), e.g. ``GifDataset.records``.
-        sampler: clip sampler, ``AllClips()`` or ``RandomClip(num_clips=k)``.
-        transform: a :class:`C3DTransform`.
+        sampler: clip sampler (:mod:`gifemo.data.clips`), e.g. ``AllClips()``,
+            ``RandomClip(num_clips=k)`` or ``FpsClips(fps=f)``; it gets each GIF's delays.
+        transform: a backbone's clip transform (frames + ClipIndices → (N, 3, ℓ, h, w)).
         labels: (n_records, t) array or None.
-        read_kwargs: keyword arguments of :func:`read_gif` (max_pixels, background, max_frames).
+        read_kwargs: keyword arguments of :func:`read_gif` (max_pixels, background, max_frames,
+            read_frames).
+        max_clips: per-GIF clip budget: a GIF with more clips uses ``max_clips`` of them,
+            evenly spaced (:func:`limit_clips`), and its item says so in ``"note"``.
         seed: base seed of the per-item generators.
         cache: where frames come from instead of decoding: anything with ``get(path)`` returning
             a :class:`gifemo.finetune.cache.CachedGif` (resized frames, delays, truncated), e.g.
@@ -83,12 +109,13 @@ class GifClipDataset(Dataset):
         self,
         records: Sequence[_Record],
         *,
-        sampler: _Sampler,
-        transform: C3DTransform,
+        sampler: ClipSampler,
+        transform: _Transform,
         labels: np.ndarray | None = None,
         read_kwargs: dict | None = None,
         seed: int = 0,
         cache: Any = None,
+        max_clips: int | None = None,
     ):
         self.records = list(records)
         if labels is not None:
@@ -103,6 +130,9 @@ class GifClipDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.seed = int(seed)
         self.cache = cache
+        self.max_clips = None if max_clips is None else int(max_clips)
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips must be ≥ 1 or None, got {max_clips}")
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -128,21 +158,32 @@ class GifClipDataset(Dataset):
         try:
             if self.cache is not None:  # resized frames, cut by from_resized
                 cached = self.cache.get(record.path)
-                frames, delays, truncated = np.asarray(cached.resized), cached.delays_ms, cached.truncated
+                frames, delays, truncated = (
+                    np.asarray(cached.resized),
+                    cached.delays_ms,
+                    cached.truncated,
+                )
                 cut: Callable[..., torch.Tensor] = self.transform.from_resized
+                notes: list[str] = []
             else:  # decoded frames; the transform resizes the ones the clips use
                 gif = read_gif(record.path, **self.read_kwargs)
                 frames, delays, truncated = gif.frames, gif.delays_ms, gif.truncated
                 cut = self.transform
-            clips = self.sampler(len(frames), generator=generator)
+                notes = [
+                    f"frame budget: first {gif.n_frames} of {gif.frames_in_file} frames read"
+                ] if gif.read_limited else []  # fmt: skip
+            clips = self.sampler(len(frames), generator=generator, delays_ms=delays)
+            clips, clip_note = limit_clips(clips, self.max_clips)
+            notes += [clip_note] if clip_note else []
             item["clips"] = cut(frames, clips, generator=generator)
         except Exception as e:  # recorded in the item, reported by collate_clips
             item.update(
-                clips=torch.zeros(EMPTY_CLIPS_SHAPE),
+                clips=empty_clips(self.sampler.clip_len),
                 error=f"{type(e).__name__}: {e}",
                 n_frames=0,
                 mean_delay_ms=math.nan,
                 truncated=False,
+                note=None,
             )
             return item
         item.update(
@@ -150,6 +191,7 @@ class GifClipDataset(Dataset):
             n_frames=len(frames),
             mean_delay_ms=float(np.mean(delays)) if len(delays) else 0.0,
             truncated=bool(truncated),
+            note="; ".join(notes) or None,
         )
         return item
 
@@ -178,7 +220,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
          "index": (B,) long, "ids": list[str], "paths": list[str],
          "labels": (B, t) float32              # when the items have labels
          "failures": list[{"index", "id", "path", "reason"}],
-         "n_frames": (B,) long, "mean_delay_ms": (B,) float64, "truncated": (B,) bool}
+         "n_frames": (B,) long, "mean_delay_ms": (B,) float64, "truncated": (B,) bool,
+         "notes": list[None | str]}
 
     A failed GIF contributes no clips (so no row of ``gif_index`` points to it) and one entry
     in ``failures``.
@@ -188,7 +231,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
     clips = [it["clips"] for it in items]
     counts = torch.tensor([c.shape[0] for c in clips], dtype=torch.long)
     batch: dict[str, Any] = {
-        "clips": _cat_clips(clips) if counts.sum() else torch.zeros(EMPTY_CLIPS_SHAPE),
+        "clips": _cat_clips(clips) if counts.sum() else clips[0],
         "gif_index": torch.repeat_interleave(torch.arange(len(items)), counts),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "ids": [it["id"] for it in items],
@@ -201,6 +244,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         "n_frames": torch.tensor([it["n_frames"] for it in items], dtype=torch.long),
         "mean_delay_ms": torch.tensor([it["mean_delay_ms"] for it in items], dtype=torch.float64),
         "truncated": torch.tensor([bool(it.get("truncated", False)) for it in items]),
+        "notes": [it.get("note") for it in items],
     }
     with_labels = ["labels" in it for it in items]
     if any(with_labels):
@@ -208,121 +252,3 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError("collate_clips: some items have labels and some do not")
         batch["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
     return batch
-
-
-class EpochKeySampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, i)`` keys, in a (seed, epoch)-seeded random order when ``shuffle``."""
-
-    def __init__(self, n: int, *, shuffle: bool, seed: int = 0):
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            g = item_generator(self.seed, self.epoch, _ORDER_KEY)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        return iter([(self.epoch, i) for i in order])
-
-
-Split = tuple[Sequence[_Record], np.ndarray | None]
-
-
-class ClipDataModule(L.LightningDataModule):
-    """Train / val / test loaders of :class:`GifClipDataset` batches (``collate_clips``).
-
-    Args:
-        train, val, test, predict: ``(records, labels or None)`` per split, or None.
-        batch_size: GIFs per training batch (the clip count varies: ΣN clips per batch).
-        eval_batch_size: GIFs per evaluation batch (default ``batch_size``).
-        train_sampler, eval_sampler: clip samplers (default ``RandomClip(num_clips=1)``, ``AllClips()``).
-        train_transform, eval_transform: default ``C3DTransform(train=True)``, ``C3DTransform()``.
-        num_workers, persistent_workers, prefetch_factor: DataLoader worker settings.
-        read_kwargs: ``read_gif`` keyword arguments. seed: shuffling and augmentation seed.
-    """
-
-    def __init__(
-        self,
-        *,
-        train: Split | None = None,
-        val: Split | None = None,
-        test: Split | None = None,
-        predict: Split | None = None,
-        batch_size: int = 4,
-        eval_batch_size: int | None = None,
-        train_sampler: _Sampler | None = None,
-        eval_sampler: _Sampler | None = None,
-        train_transform: C3DTransform | None = None,
-        eval_transform: C3DTransform | None = None,
-        num_workers: int = 2,
-        persistent_workers: bool = True,
-        prefetch_factor: int = 2,
-        read_kwargs: dict | None = None,
-        seed: int = 0,
-        cache: Any = None,
-    ):
-        super().__init__()
-        self.splits = {"train": train, "val": val, "test": test, "predict": predict}
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.train_sampler = train_sampler or RandomClip(num_clips=1)
-        self.eval_sampler = eval_sampler or AllClips()
-        self.train_transform = train_transform or C3DTransform(train=True)
-        self.eval_transform = eval_transform or C3DTransform(train=False)
-        self.num_workers = int(num_workers)
-        self.persistent_workers = bool(persistent_workers)
-        self.prefetch_factor = int(prefetch_factor)
-        self.read_kwargs = dict(read_kwargs or {})
-        self.seed = int(seed)
-        self.datasets: dict[str, GifClipDataset] = {}
-
-    def setup(self, stage: str | None = None) -> None:
-        for name, split in self.splits.items():
-            if split is None or name in self.datasets:
-                continue
-            records, labels = split
-            train = name == "train"
-            self.datasets[name] = GifClipDataset(
-                records,
-                sampler=self.train_sampler if train else self.eval_sampler,
-                transform=self.train_transform if train else self.eval_transform,
-                labels=labels,
-                read_kwargs=self.read_kwargs,
-                seed=self.seed,
-            )
-
-    def _loader(self, name: str) -> DataLoader:
-        self.setup()
-        if name not in self.datasets:
-            raise ValueError(f"ClipDataModule was given no {name!r} split")
-        dataset = self.datasets[name]
-        train = name == "train"
-        workers = self.num_workers
-        return DataLoader(
-            dataset,
-            sampler=EpochKeySampler(len(dataset), shuffle=train, seed=self.seed),
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=collate_clips,
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            prefetch_factor=self.prefetch_factor if workers > 0 else None,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

@@ -1,79 +1,267 @@
-"""Loop padding and 16-frame clip samplers (paper §3.3).
+"""Clip samplers: which frames of a GIF make each clip (paper §3.3 and §5).
 
-A GIF of n frames is extended by repeating its frames from the start until it has
+A sampler is a small object (pytorchvideo's ``ClipSampler``): its clip length ``clip_len`` (ℓ,
+default 16) and ``stride`` (s, default 8) are constructor arguments, and calling it on a GIF
+returns :class:`ClipIndices` — indices into the ORIGINAL decoded frames, so that a transform can
+resize each frame once and gather overlapping clips.
 
-    L = max(16, 8·⌈n/8⌉)
+Loop padding (paper §3.3). A sequence of n frames is extended by repeating it from the start
+until it has
 
-frames (frame i of the padded sequence is original frame i mod n). Clips are 16 consecutive
-padded frames; evaluation takes every clip starting at 0, 8, …, L − 16, i.e. (L − 16)/8 + 1
-clips. Samplers return :class:`ClipIndices`, indices into the ORIGINAL frames, so that a
-transform can resize each decoded frame once and then gather overlapping clips.
+    L = max(ℓ, s·⌈n/s⌉)
+
+frames (frame i of the padded sequence is frame i mod n). With ℓ = 16, s = 8 this is the paper's
+L = max(16, 8·⌈n/8⌉) and (L − 16)/8 + 1 evaluation clips.
+
+- :class:`AllClips`: every clip of the padded sequence, starts 0, s, 2s, …, L − ℓ.
+- :class:`RandomClip`: ``num_clips`` clips at uniformly drawn starts 0, 1, …, L − ℓ (training).
+- :class:`FpsClips`: the time-aware sampler (the paper's §5 direction). It first resamples
+  the GIF to ``fps`` frames per second from the GIF's own frame delays, then cuts clips as
+  :class:`AllClips` does, so every clip covers ℓ/fps seconds whatever the GIF's speed.
+
+Resampling (:func:`resample_times`). Frame i is shown for d_i ms from t_i = Σ_{j<i} d_j; the
+animation lasts D = Σ d_i. The resampled sequence has M = max(1, ⌈D·fps/1000⌉) frames; frame k is
+the frame on screen at time k·1000/fps ms, i.e. the i with t_i ≤ k·1000/fps < t_i + d_i. Delays
+are taken as browsers play them (:func:`gifemo.data.gif.playback_delays_ms`): a delay below
+20 ms — 0 (no delay) or 10 ms — is played as 100 ms by Chrome, Firefox and Safari, and is
+counted as 100 ms here. Loop padding in the resampled sequence is replaying the animation,
+which is what a looping GIF does.
+
+All samplers are stateless; randomness comes only from the ``torch.Generator`` passed in.
+``describe()`` is what a feature store records about the sampler (and what its fingerprint
+hashes); ``count(n_frames, delays_ms)`` is the number of clips without building them.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-CLIP_LEN = 16
-CLIP_STRIDE = 8
+from gifemo.data.gif import BROWSER_MIN_DELAY_MS, playback_delays_ms
 
-
-def padded_length(n_frames: int) -> int:
-    """L = max(16, 8·⌈n/8⌉) for n ≥ 1 frames."""
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
-    return max(CLIP_LEN, CLIP_STRIDE * -(-n_frames // CLIP_STRIDE))
+DEFAULT_CLIP_LEN = 16  # C3D's clip length (paper §3.3); the default of every sampler
+DEFAULT_STRIDE = 8  # the paper's evaluation stride and padding multiple
 
 
 class ClipIndices(NamedTuple):
-    starts: np.ndarray  # (N,) int64, start of each clip in the padded sequence
-    frames: np.ndarray  # (N, 16) int64, indices into the original frames: (start + j) mod n
+    starts: np.ndarray  # (N,) int64, start of each clip in the padded (resampled) sequence
+    frames: np.ndarray  # (N, clip_len) int64, indices into the ORIGINAL frames
 
 
-def clip_indices(n_frames: int, starts: np.ndarray) -> ClipIndices:
-    """ClipIndices for clips starting at ``starts`` (each in [0, L − 16]) of an n-frame GIF."""
+class ClipSampler(Protocol):
+    """What every sampler is: called on a GIF's frame count (and delays), gives ClipIndices."""
+
+    clip_len: int
+    stride: int
+
+    def __call__(
+        self,
+        n_frames: int,
+        generator: torch.Generator | None = None,
+        *,
+        delays_ms: np.ndarray | None = None,
+    ) -> ClipIndices: ...
+
+    def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _check_len_stride(clip_len: int, stride: int) -> tuple[int, int]:
+    if int(clip_len) < 1 or int(stride) < 1:
+        raise ValueError(f"clip_len and stride must be ≥ 1, got {clip_len} and {stride}")
+    return int(clip_len), int(stride)
+
+
+def padded_length(
+    n_frames: int, *, clip_len: int = DEFAULT_CLIP_LEN, stride: int = DEFAULT_STRIDE
+) -> int:
+    """L = max(ℓ, s·⌈n/s⌉) for n ≥ 1 frames."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
+    return max(clip_len, stride * -(-n_frames // stride))
+
+
+def clip_indices(
+    n_frames: int,
+    starts: np.ndarray,
+    *,
+    clip_len: int = DEFAULT_CLIP_LEN,
+    stride: int = DEFAULT_STRIDE,
+) -> ClipIndices:
+    """ClipIndices for clips starting at ``starts`` (each in [0, L − ℓ]) of an n-frame sequence."""
     starts = np.asarray(starts, np.int64).reshape(-1)
-    last = padded_length(n_frames) - CLIP_LEN
+    last = padded_length(n_frames, clip_len=clip_len, stride=stride) - clip_len
     if starts.size and (starts.min() < 0 or starts.max() > last):
         raise ValueError(f"clip starts must lie in [0, {last}] for {n_frames} frames, got {starts}")
-    frames = (starts[:, None] + np.arange(CLIP_LEN, dtype=np.int64)) % n_frames  # (N, 16)
+    frames = (starts[:, None] + np.arange(clip_len, dtype=np.int64)) % n_frames  # (N, ℓ)
     return ClipIndices(starts, frames)
 
 
-class AllClips:
-    """Every clip of the loop-padded GIF: starts 0, 8, …, L − 16 ((L − 16)/8 + 1 clips)."""
+def _padding_rule(clip_len: int, stride: int) -> str:
+    return f"loop to max({clip_len}, {stride}*ceil(n/{stride})) frames"
 
-    def __call__(self, n_frames: int, generator: torch.Generator | None = None) -> ClipIndices:
-        last = padded_length(n_frames) - CLIP_LEN
-        return clip_indices(n_frames, np.arange(0, last + 1, CLIP_STRIDE))
+
+class AllClips:
+    """Every clip of the loop-padded GIF: starts 0, s, …, L − ℓ ((L − ℓ)/s + 1 clips)."""
+
+    def __init__(self, *, clip_len: int = DEFAULT_CLIP_LEN, stride: int = DEFAULT_STRIDE):
+        self.clip_len, self.stride = _check_len_stride(clip_len, stride)
+
+    def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int:
+        length = padded_length(n_frames, clip_len=self.clip_len, stride=self.stride)
+        return (length - self.clip_len) // self.stride + 1
+
+    def __call__(
+        self,
+        n_frames: int,
+        generator: torch.Generator | None = None,
+        *,
+        delays_ms: np.ndarray | None = None,
+    ) -> ClipIndices:
+        last = padded_length(n_frames, clip_len=self.clip_len, stride=self.stride) - self.clip_len
+        starts = np.arange(0, last + 1, self.stride)
+        return clip_indices(n_frames, starts, clip_len=self.clip_len, stride=self.stride)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sampler": "AllClips",
+            "clip_len": self.clip_len,
+            "stride": self.stride,
+            "padding": _padding_rule(self.clip_len, self.stride),
+        }
 
     def __repr__(self) -> str:
-        return "AllClips()"
+        return f"AllClips(clip_len={self.clip_len}, stride={self.stride})"
 
 
 class RandomClip:
-    """``num_clips`` clips with starts drawn uniformly from every offset 0, 1, …, L − 16.
+    """``num_clips`` clips with starts drawn uniformly from every offset 0, 1, …, L − ℓ.
 
-    Any frame offset (not only multiples of 8) is allowed: temporal jitter for training.
+    Any frame offset (not only multiples of s) is allowed: temporal jitter for training.
     Starts are distinct while there are enough offsets (then drawn with replacement), and
     returned in increasing order. Deterministic given the ``torch.Generator``.
     """
 
-    def __init__(self, *, num_clips: int = 1):
+    def __init__(
+        self,
+        *,
+        num_clips: int = 1,
+        clip_len: int = DEFAULT_CLIP_LEN,
+        stride: int = DEFAULT_STRIDE,
+    ):
         if num_clips < 1:
             raise ValueError(f"num_clips must be ≥ 1, got {num_clips}")
-        self.num_clips = num_clips
+        self.num_clips = int(num_clips)
+        self.clip_len, self.stride = _check_len_stride(clip_len, stride)
 
-    def __call__(self, n_frames: int, generator: torch.Generator | None = None) -> ClipIndices:
-        n_offsets = padded_length(n_frames) - CLIP_LEN + 1
+    def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int:
+        return self.num_clips
+
+    def __call__(
+        self,
+        n_frames: int,
+        generator: torch.Generator | None = None,
+        *,
+        delays_ms: np.ndarray | None = None,
+    ) -> ClipIndices:
+        length = padded_length(n_frames, clip_len=self.clip_len, stride=self.stride)
+        n_offsets = length - self.clip_len + 1
         if self.num_clips <= n_offsets:
             starts = torch.randperm(n_offsets, generator=generator)[: self.num_clips]
         else:
             starts = torch.randint(n_offsets, (self.num_clips,), generator=generator)
-        return clip_indices(n_frames, np.sort(starts.numpy()))
+        return clip_indices(
+            n_frames, np.sort(starts.numpy()), clip_len=self.clip_len, stride=self.stride
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sampler": "RandomClip",
+            "num_clips": self.num_clips,
+            "clip_len": self.clip_len,
+            "stride": self.stride,
+            "padding": _padding_rule(self.clip_len, self.stride),
+        }
 
     def __repr__(self) -> str:
-        return f"RandomClip(num_clips={self.num_clips})"
+        return (
+            f"RandomClip(num_clips={self.num_clips}, clip_len={self.clip_len}, "
+            f"stride={self.stride})"
+        )
+
+
+def resample_times(delays_ms: np.ndarray, fps: float) -> np.ndarray:
+    """(M,) int64: the original frame on screen at each time k·1000/fps ms, k = 0 … M − 1.
+
+    ``delays_ms`` (T,) are the file's delays; those below 20 ms are played as 100 ms (module
+    notes). M = max(1, ⌈D·fps/1000⌉) with D = Σ of the played delays.
+    """
+    if not fps > 0 or not math.isfinite(fps):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    played = playback_delays_ms(np.asarray(delays_ms, np.int64).reshape(-1))
+    if played.size == 0:
+        raise ValueError("resample_times needs at least one frame delay")
+    ends = np.cumsum(played)  # (T,) end of each frame's display, ms
+    n_out = max(1, math.ceil(float(ends[-1]) * fps / 1000.0))
+    times = np.arange(n_out, dtype=np.float64) * (1000.0 / fps)  # (M,) ms
+    return np.searchsorted(ends, times, side="right").astype(np.int64)
+
+
+class FpsClips:
+    """Time-aware sampler: resample to ``fps`` from the GIF's delays, then every clip (module notes).
+
+    Clip c covers the time [c·s/fps, (c·s + ℓ)/fps) s of the (looped) animation; its frames are
+    the original frames on screen at the ℓ sample times. Needs ``delays_ms``.
+    """
+
+    def __init__(
+        self,
+        *,
+        fps: float,
+        clip_len: int = DEFAULT_CLIP_LEN,
+        stride: int = DEFAULT_STRIDE,
+    ):
+        if not float(fps) > 0 or not math.isfinite(float(fps)):
+            raise ValueError(f"FpsClips: fps must be a positive number, got {fps}")
+        self.fps = float(fps)
+        self.clip_len, self.stride = _check_len_stride(clip_len, stride)
+        self._all = AllClips(clip_len=self.clip_len, stride=self.stride)
+
+    def _times(self, n_frames: int, delays_ms: np.ndarray | None) -> np.ndarray:
+        if delays_ms is None:
+            raise ValueError("FpsClips needs the GIF's frame delays (delays_ms=)")
+        delays = np.asarray(delays_ms, np.int64).reshape(-1)
+        if len(delays) != n_frames:
+            raise ValueError(f"FpsClips: {len(delays)} delays for {n_frames} frames")
+        return resample_times(delays, self.fps)
+
+    def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int:
+        return self._all.count(len(self._times(n_frames, delays_ms)))
+
+    def __call__(
+        self,
+        n_frames: int,
+        generator: torch.Generator | None = None,
+        *,
+        delays_ms: np.ndarray | None = None,
+    ) -> ClipIndices:
+        times = self._times(n_frames, delays_ms)  # (M,) original frame at each sample time
+        clips = self._all(len(times))
+        return ClipIndices(clips.starts, times[clips.frames])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sampler": "FpsClips",
+            "fps": self.fps,
+            "clip_len": self.clip_len,
+            "stride": self.stride,
+            "padding": _padding_rule(self.clip_len, self.stride) + " of the resampled sequence",
+            "delays": f"file delays below {BROWSER_MIN_DELAY_MS} ms played as 100 ms",
+        }
+
+    def __repr__(self) -> str:
+        return f"FpsClips(fps={self.fps}, clip_len={self.clip_len}, stride={self.stride})"

@@ -1,7 +1,8 @@
 """Decode animated GIFs (and anything else FFmpeg decodes) into full-canvas RGB frames.
 
 ``read_gif(path)`` returns a :class:`Gif`: ``frames`` (T, H, W, 3) uint8 and ``delays_ms``
-(T,) int64. Decoding is PyAV (FFmpeg's ``gif`` decoder), sequential from frame 0 (only frame 0
+(T,) int64. The block structure comes from :mod:`gifemo.data.gif_blocks` (the walker, no
+decoding); this module guards sizes, decodes with PyAV and composites to RGB. Decoding is PyAV (FFmpeg's ``gif`` decoder), sequential from frame 0 (only frame 0
 is a keyframe; we never seek).
 
 What the frames are
@@ -34,7 +35,16 @@ Safety
     T·H·W·3, against ``max_bytes``. Other containers — PyAV ignores extensions, so an MP4,
     WebM or PNG named ``.gif`` decodes too, as Giphy serves MP4 — are accepted; their stream
     size is checked before the first frame is decoded, their frame count and bytes while
-    decoding. Each failure raises :class:`GifDecodeError` naming the file and the reason.
+    decoding. Each failure raises :class:`GifDecodeError` naming the file and the reason;
+    no other exception leaves :func:`read_gif` (an unexpected one from FFmpeg, PyAV or numpy
+    becomes a ``GifDecodeError`` whose reason names its type). Metadata that is not UTF-8 (a
+    Photoshop comment extension with byte 0xA8, say) is decoded with replacement characters
+    (``av.open(..., metadata_errors="replace")``): comments never stop a GIF from decoding.
+
+Reading only the start
+    ``read_frames=N`` decodes the first N frames of a longer file and stops (``Gif.n_frames``
+    = N, ``Gif.frames_in_file`` says how many there are); ``max_frames`` instead refuses such a
+    file. Extraction uses ``read_frames`` as its per-GIF frame budget.
 
 Truncation
     A GIF whose data ends early (no trailer, or an image cut short) returns the frames whose
@@ -46,7 +56,6 @@ Truncation
 from __future__ import annotations
 
 import io
-import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,27 +64,34 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from gifemo.data.gif_blocks import (
+    GIF_MAGIC,
+    GifDecodeError,
+    GifLayout,
+    ImageBlock,
+    TruncatedGifWarning,
+    scan_gif,
+)
+
+__all__ = [
+    "BROWSER_MIN_DELAY_MS",
+    "DEFAULT_BACKGROUND",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "Gif",
+    "GifDecodeError",
+    "GifLayout",
+    "ImageBlock",
+    "TruncatedGifWarning",
+    "playback_delays_ms",
+    "read_gif",
+    "scan_gif",
+]
+
 DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame is 12.6 MB
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-DEFAULT_MAX_BYTES: int = (
-    4 * 2**30
-)  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700 frames
+DEFAULT_MAX_BYTES: int = 4 * 2**30  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700
 BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers and FFmpeg
-
-_GIF_MAGIC = (b"GIF87a", b"GIF89a")
-
-
-class GifDecodeError(ValueError):
-    """A file that cannot be turned into frames; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-
-class TruncatedGifWarning(UserWarning):
-    """The file ended (or became corrupt) before its last frame; the decoded frames are kept."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class Gif:
     frames: np.ndarray  # (T, H, W, 3) uint8, full-canvas composites
     delays_ms: np.ndarray  # (T,) int64
     truncated: bool  # True when the file ended early (frames that decoded are kept)
+    frames_in_file: int = -1  # images the block walk found (-1: not a GIF, unknown)
 
     @property
     def n_frames(self) -> int:
@@ -93,76 +110,19 @@ class Gif:
     def mean_delay_ms(self) -> float:
         return float(self.delays_ms.mean()) if len(self.delays_ms) else 0.0
 
-
-@dataclass(frozen=True)
-class GifLayout:
-    """What walking a GIF's blocks finds, without decoding any image data."""
-
-    width: int  # logical screen
-    height: int
-    delays_cs: tuple[int, ...]  # one per image whose data is complete in the file
-    complete: bool  # the trailer (0x3B) was reached after well-formed blocks
-
-
-def _skip_sub_blocks(data: bytes, pos: int) -> int:
-    """Position after a chain of data sub-blocks starting at ``pos``; -1 if the data ends first."""
-    n = len(data)
-    while pos < n:
-        size = data[pos]
-        pos += 1 + size
-        if size == 0:
-            return pos if pos <= n else -1
-    return -1
-
-
-def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
-    """Walk a GIF's blocks: logical screen size, per-image delays, and whether it is complete.
-
-    A Graphic Control Extension's delay applies to the next image only (GIF89a §23); images
-    without one get 0. Raises :class:`GifDecodeError` when the 13-byte header is incomplete.
-    """
-    if len(data) < 13 or data[:6] not in _GIF_MAGIC:
-        raise GifDecodeError(path, f"GIF header incomplete ({len(data)} bytes, need 13)")
-    width, height = struct.unpack_from("<HH", data, 6)
-    packed = data[10]
-    pos = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
-    delays: list[int] = []
-    pending_delay = 0
-    n = len(data)
-    while pos < n:
-        block = data[pos]
-        pos += 1
-        if block == 0x3B:  # trailer
-            return GifLayout(width, height, tuple(delays), complete=True)
-        if block == 0x21:  # extension: label, then sub-blocks
-            if pos >= n:
-                break
-            label = data[pos]
-            pos += 1
-            if label == 0xF9 and pos + 5 <= n and data[pos] >= 4:
-                pending_delay = struct.unpack_from("<H", data, pos + 2)[0]
-            pos = _skip_sub_blocks(data, pos)
-        elif block == 0x2C:  # image descriptor (9 bytes), local colour table, LZW code size
-            if pos + 9 > n:
-                break
-            local = data[pos + 8]
-            pos += 9 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
-            pos = _skip_sub_blocks(data, pos) if pos <= n else -1
-            if pos < 0:
-                break
-            delays.append(pending_delay)
-            pending_delay = 0
-        else:  # not a block introducer: corrupt from here on
-            break
-        if pos < 0:
-            break
-    return GifLayout(width, height, tuple(delays), complete=False)
+    @property
+    def read_limited(self) -> bool:
+        """True when ``read_frames`` left frames of the file out."""
+        return self.frames_in_file > self.n_frames and not self.truncated
 
 
 def playback_delays_ms(delays_ms: np.ndarray) -> np.ndarray:
     """Delays as browsers play them: below 20 ms (0 or 1 cs) becomes 100 ms."""
     d = np.asarray(delays_ms, np.int64)
     return np.where(d < BROWSER_MIN_DELAY_MS, 100, d)
+
+
+# ---- guards: sizes and budgets, before anything is decoded ----
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int, what: str) -> None:
@@ -183,6 +143,49 @@ def _check_bytes(path: Path, n_frames: int, width: int, height: int, max_bytes: 
             f"{n_frames} frames of {width}x{height} need {n_frames * width * height * 3} bytes, "
             f"over the budget max_bytes={max_bytes}",
         )
+
+
+def _read_bytes(p: Path) -> bytes:
+    if not p.is_file():
+        raise GifDecodeError(p, "no such file")
+    data = p.read_bytes()
+    if not data:
+        raise GifDecodeError(p, "empty file (0 bytes)")
+    return data
+
+
+def _guard_gif(
+    p: Path,
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_frames: int | None,
+    max_bytes: int | None,
+    read_frames: int | None,
+) -> GifLayout:
+    """Walk the blocks and apply every budget that the structure alone decides."""
+    layout = scan_gif(data, p)
+    _check_size(p, layout.width, layout.height, max_pixels, "logical screen")
+    if not layout.images:
+        raise GifDecodeError(
+            p, "no frames" if layout.complete else "file ends before its first frame is complete"
+        )
+    n = len(layout.images)
+    if max_frames is not None and n > max_frames:
+        raise GifDecodeError(p, f"{n} frames, over the budget max_frames={max_frames}")
+    kept = n if read_frames is None else min(n, read_frames)
+    _check_bytes(p, kept, layout.width, layout.height, max_bytes)
+    return layout
+
+
+# ---- decoding (PyAV) and compositing to RGB ----
+
+
+def _open(p: Path, data: bytes) -> av.container.InputContainer:
+    try:
+        return av.open(io.BytesIO(data), mode="r", metadata_errors="replace")
+    except av.FFmpegError as e:
+        raise GifDecodeError(p, f"not a decodable image or animation ({e})") from None
 
 
 def _to_rgb(
@@ -210,53 +213,27 @@ def _frame_delay_ms(frame: av.VideoFrame) -> int:
     return 0
 
 
-def read_gif(
-    path: str | Path,
+@dataclass
+class _Decoded:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    delays_ms: list[int]  # FFmpeg's per-frame delays
+    error: str | None  # FFmpeg's error after the last good frame, if any
+
+
+def _decode(
+    p: Path,
+    data: bytes,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
-    max_frames: int | None = None,
-    max_bytes: int | None = DEFAULT_MAX_BYTES,
-) -> Gif:
-    """Decode ``path`` into full-canvas RGB frames and per-frame delays (see the module notes).
-
-    Args:
-        max_pixels: budget for the logical screen W*H, checked before decoding.
-        background: RGB that transparent pixels take.
-        max_frames: refuse (``GifDecodeError``) files with more frames than this.
-        max_bytes: refuse files whose decoded frames (T·H·W·3 bytes) would exceed this; for a
-            GIF checked before decoding (T from the block walk), for other containers while
-            decoding. None: no limit.
-    Returns:
-        ``Gif(path, frames (T, H, W, 3) uint8, delays_ms (T,) int64, truncated)``, T ≥ 1.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise GifDecodeError(p, "no such file")
-    data = p.read_bytes()
-    if not data:
-        raise GifDecodeError(p, "empty file (0 bytes)")
-    bg = np.asarray(background, np.uint8).reshape(3)
-
-    layout: GifLayout | None = None
-    if data[:6] in _GIF_MAGIC:
-        layout = scan_gif(data, p)
-        _check_size(p, layout.width, layout.height, max_pixels, "logical screen")
-        if not layout.delays_cs:
-            reason = (
-                "no frames" if layout.complete else "file ends before its first frame is complete"
-            )
-            raise GifDecodeError(p, reason)
-        n = len(layout.delays_cs)
-        if max_frames is not None and n > max_frames:
-            raise GifDecodeError(p, f"{n} frames, over the budget max_frames={max_frames}")
-        _check_bytes(p, n, layout.width, layout.height, max_bytes)
-
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except av.FFmpegError as e:
-        raise GifDecodeError(p, f"not a decodable image or animation ({e})") from None
-    with container:
+    n_expected: int | None,
+    stop_at: int | None,
+    bg: np.ndarray,
+    max_pixels: int,
+    max_frames: int | None,
+    max_bytes: int | None,
+) -> _Decoded:
+    """Decode the frames: ``n_expected`` (a GIF: known from the walk) fills one preallocated
+    array; decoding stops after ``stop_at`` frames (None: at the end)."""
+    with _open(p, data) as container:
         if not container.streams.video:
             raise GifDecodeError(p, "no video stream (not an image or animation)")
         stream = container.streams.video[0]
@@ -268,7 +245,6 @@ def read_gif(
             r, g, b = (int(c) for c in bg)
             stream.codec_context.options = {"trans_color": str(r << 16 | g << 8 | b)}
         # A GIF's frame count is known: fill one preallocated array (no list + stack copy).
-        n_expected = len(layout.delays_cs) if layout is not None else None
         block = np.empty((n_expected or 1, height, width, 3), np.uint8)
         frames: list[np.ndarray] = []  # (H, W, 3) views into block, or fresh arrays
         delays: list[int] = []
@@ -276,8 +252,8 @@ def read_gif(
         try:
             for frame in container.decode(stream):
                 t = len(frames)
-                if n_expected is not None and t == n_expected:
-                    break  # a half-present last image that FFmpeg decodes anyway
+                if stop_at is not None and t == stop_at:
+                    break  # read_frames reached, or a half-present last image
                 if max_frames is not None and t == max_frames:
                     raise GifDecodeError(p, f"more than max_frames={max_frames} frames")
                 if n_expected is None:
@@ -298,22 +274,90 @@ def read_gif(
         stacked = block if len(frames) == n_expected else block[: len(frames)].copy()
     else:
         stacked = np.stack(frames)
+    return _Decoded(stacked, delays, error)
 
+
+def read_gif(
+    path: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    max_frames: int | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    read_frames: int | None = None,
+) -> Gif:
+    """Decode ``path`` into full-canvas RGB frames and per-frame delays (see the module notes).
+
+    Args:
+        max_pixels: budget for the logical screen W*H, checked before decoding.
+        background: RGB that transparent pixels take.
+        max_frames: refuse (``GifDecodeError``) files with more frames than this.
+        max_bytes: refuse files whose decoded frames (T·H·W·3 bytes, T after ``read_frames``)
+            would exceed this; for a GIF checked before decoding (T from the block walk), for
+            other containers while decoding. None: no limit.
+        read_frames: decode only the first ``read_frames`` frames (None: all).
+    Returns:
+        ``Gif(path, frames (T, H, W, 3) uint8, delays_ms (T,) int64, truncated,
+        frames_in_file)``, T ≥ 1.
+    Raises:
+        GifDecodeError, and nothing else, for any file that does not give a frame.
+    """
+    p = Path(path)
+    if read_frames is not None and read_frames < 1:
+        raise ValueError(f"read_frames must be ≥ 1 or None, got {read_frames}")
+    try:
+        return _read_gif(p, max_pixels, background, max_frames, max_bytes, read_frames)
+    except GifDecodeError:
+        raise
+    except Exception as e:  # FFmpeg/PyAV/numpy surprises on hostile input: one error type
+        raise GifDecodeError(p, f"{type(e).__name__}: {e}") from e
+
+
+def _read_gif(
+    p: Path,
+    max_pixels: int,
+    background: tuple[int, int, int],
+    max_frames: int | None,
+    max_bytes: int | None,
+    read_frames: int | None,
+) -> Gif:
+    data = _read_bytes(p)
+    bg = np.asarray(background, np.uint8).reshape(3)
+    layout: GifLayout | None = None
+    n_expected: int | None = None
+    if data[:6] in GIF_MAGIC:
+        layout = _guard_gif(
+            p, data, max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+            read_frames=read_frames,
+        )  # fmt: skip
+        n_expected = len(layout.images)
+        if read_frames is not None:
+            n_expected = min(n_expected, read_frames)
+    decoded = _decode(
+        p, data, n_expected=n_expected, stop_at=n_expected if layout else read_frames, bg=bg,
+        max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+    )  # fmt: skip
+    n = len(decoded.frames)
     if layout is not None:
-        delays = [10 * d for d in layout.delays_cs[: len(frames)]]
-        truncated = not layout.complete or len(frames) < len(layout.delays_cs)
+        delays = [10 * im.delay_cs for im in layout.images[:n]]
+        read_to_end = n_expected == len(layout.images)
+        truncated = n < (n_expected or 0) or (read_to_end and not layout.complete)
     else:
-        truncated = error is not None
+        delays = decoded.delays_ms
+        truncated = decoded.error is not None
     if truncated:
-        why = error or ("file ends early" if layout and not layout.complete else "frames missing")
+        why = decoded.error or (
+            "file ends early" if layout is not None and not layout.complete else "frames missing"
+        )
         warnings.warn(
-            f"{p}: truncated or corrupt ({why}); kept the {len(frames)} complete frames",
+            f"{p}: truncated or corrupt ({why}); kept the {n} complete frames",
             TruncatedGifWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return Gif(
         path=str(p),
-        frames=stacked,
+        frames=decoded.frames,
         delays_ms=np.asarray(delays, np.int64),
         truncated=truncated,
+        frames_in_file=len(layout.images) if layout is not None else -1,
     )
