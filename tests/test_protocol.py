@@ -1,4 +1,5 @@
-"""Per-emotion test sets on a hand-made dataset: sizes, rules (naive loop), seeds, tag ties."""
+"""Per-emotion test sets on a hand-made dataset: sizes, both split rules (naive loops), no test
+GIF in any training row (shared rule), seeds, tag ties."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from gifemo.emotions import EMOTIONS
+from gifemo.eval.cv import fold_ids
 from gifemo.eval.protocol import GENERIC_TAGS, make_protocol, n_test_of, top_tags
 
 T = len(EMOTIONS)
@@ -19,24 +21,57 @@ def _random_dataset(seed=0, n=120):
     return tags, pos
 
 
-def test_hand_made_three_emotions():
+HAND_TAGS = [
+    ["cat", "TV"],  # 0
+    ["cat"],  # 1
+    ["dog", "tv"],  # 2
+    ["dog"],  # 3
+    ["bird"],  # 4
+    ["tv"],  # 5
+    ["cat", "dog"],  # 6
+    [],  # 7
+]
+
+
+def test_hand_made_three_emotions_shared_split():
+    pos = np.zeros((8, 3), bool)
+    pos[[0, 1], 0] = True  # a: top tag cat -> pool 0, 1, 6
+    pos[[2, 6], 1] = True  # b: top tag dog -> pool 2, 3, 6
+    pos[[5], 2] = True  # c: only the generic tag -> empty pool
+    with pytest.warns(RuntimeWarning, match="'c'"):
+        pr = make_protocol(
+            HAND_TAGS, pos, seed=3, test_fraction=0.5, n_top_tags=1, emotions=("a", "b", "c")
+        )
+    assert pr.split == "shared"
+    # union of the pools {0, 1, 2, 3, 6}: T has floor(0.5 * 5 + .5) = 3 of them
+    T = set(pr.test_union.tolist())
+    assert len(T) == 3 and T <= {0, 1, 2, 3, 6}
+    assert pr.test_rows[0].tolist() == sorted(T & {0, 1, 6})
+    assert pr.test_rows[1].tolist() == sorted(T & {2, 3, 6})
+    assert pr.test_rows[2].size == 0
+    for i in range(3):  # every task trains on exactly the rows outside T
+        assert set(np.flatnonzero(pr.train_mask[:, i]).tolist()) == set(range(8)) - T
+    assert set(pr.training_rows.tolist()) == set(range(8)) - T
+    assert pr.summary()["split"] == "shared"
+
+
+def test_hand_made_three_emotions_per_emotion_split():
     emotions = ("a", "b", "c")
-    tags = [
-        ["cat", "TV"],  # 0
-        ["cat"],  # 1
-        ["dog", "tv"],  # 2
-        ["dog"],  # 3
-        ["bird"],  # 4
-        ["tv"],  # 5
-        ["cat", "dog"],  # 6
-        [],  # 7
-    ]
+    tags = HAND_TAGS
     pos = np.zeros((8, 3), bool)
     pos[[0, 1], 0] = True  # a: positives carry cat (2), tv (generic)
     pos[[2, 6], 1] = True  # b: dog 2, cat 1 -> with n_top 1: dog
     pos[[5], 2] = True  # c: only the generic tag -> empty pool
     with pytest.warns(RuntimeWarning, match="'c'"):
-        pr = make_protocol(tags, pos, seed=3, test_fraction=0.5, n_top_tags=1, emotions=emotions)
+        pr = make_protocol(
+            tags,
+            pos,
+            seed=3,
+            test_fraction=0.5,
+            n_top_tags=1,
+            emotions=emotions,
+            split="per_emotion",
+        )
     assert pr.top_tags == (("cat",), ("dog",), ())
     np.testing.assert_array_equal(pr.pools[0], [0, 1, 6])
     np.testing.assert_array_equal(pr.pools[1], [2, 3, 6])
@@ -59,7 +94,7 @@ def test_tag_ties_are_alphabetical_and_order_free():
 
 def test_rules_against_naive_loop():
     tags, pos = _random_dataset()
-    pr = make_protocol(tags, pos, seed=7)
+    pr = make_protocol(tags, pos, seed=7, split="per_emotion")
     generic = {g.strip().lower() for g in GENERIC_TAGS}
     n = len(tags)
     for i in range(T):
@@ -84,17 +119,46 @@ def test_rules_against_naive_loop():
 
 def test_seed_determinism_and_independence():
     tags, pos = _random_dataset(1)
-    a = make_protocol(tags, pos, seed=11)
-    b = make_protocol(tags, pos, seed=11)
-    c = make_protocol(tags, pos, seed=12)
+    a = make_protocol(tags, pos, seed=11, split="per_emotion")
+    b = make_protocol(tags, pos, seed=11, split="per_emotion")
+    c = make_protocol(tags, pos, seed=12, split="per_emotion")
     for i in range(T):
         np.testing.assert_array_equal(a.test_rows[i], b.test_rows[i])
     assert any(not np.array_equal(a.test_rows[i], c.test_rows[i]) for i in range(T))
     # changing another emotion's positives leaves emotion 0's draw alone
     pos2 = pos.copy()
     pos2[:, 5] = ~pos2[:, 5]
-    d = make_protocol(tags, pos2, seed=11)
+    d = make_protocol(tags, pos2, seed=11, split="per_emotion")
     np.testing.assert_array_equal(a.test_rows[0], d.test_rows[0])
+
+
+def test_shared_split_against_naive_loop_and_leak_free():
+    """T is ⌊0.33·|U| + ½⌋ distinct rows of the pools' union U; T_i = P_i ∩ T; no row of T is a
+    training row of any task, nor in any CV fold; the old rule does leak (its contrast)."""
+    tags, pos = _random_dataset(2, n=300)
+    pr = make_protocol(tags, pos, seed=5)
+    n = len(tags)
+    union = sorted({int(r) for p in pr.pools for r in p})
+    T = pr.test_union.tolist()
+    assert len(T) == int(np.floor(0.33 * len(union) + 0.5)) and set(T) <= set(union)
+    for i in range(len(EMOTIONS)):
+        assert pr.test_rows[i].tolist() == [r for r in pr.pools[i].tolist() if r in set(T)]
+        for r in range(n):
+            assert pr.train_mask[r, i] == (r not in set(T))
+    folds = fold_ids(pr.train_mask, n_folds=5, seed=0)
+    assert (folds[T] == -1).all() and (folds[pr.training_rows] >= 0).all()
+    # each emotion still gets about test_fraction of its pool
+    share = sum(t.size for t in pr.test_rows) / sum(p.size for p in pr.pools)
+    assert 0.25 < share < 0.41
+    # seeded: same seed same T, another seed another T
+    assert make_protocol(tags, pos, seed=5).test_union.tolist() == T
+    assert make_protocol(tags, pos, seed=6).test_union.tolist() != T
+    # the earlier rule trains task j on GIFs of emotion i's test set
+    old = make_protocol(tags, pos, seed=5, split="per_emotion")
+    leaked = [
+        (i, j) for i in range(17) for j in range(17) if old.train_mask[old.test_rows[i], j].any()
+    ]
+    assert leaked and all(i != j for i, j in leaked)
 
 
 @pytest.mark.parametrize(
@@ -111,3 +175,5 @@ def test_bad_input():
         make_protocol(tags, pos[:, :3], seed=0)
     with pytest.raises(ValueError, match="test_fraction"):
         make_protocol(tags, pos, seed=0, test_fraction=1.5)
+    with pytest.raises(ValueError, match=r"split must be one of \('shared', 'per_emotion'\)"):
+        make_protocol(tags, pos, seed=0, split="random")
