@@ -1,0 +1,5 @@
+"""``python -m gifemo.apps.collect ARGS`` = ``python -m gifemo collect ARGS``."""
+
+from gifemo.apps.collect import main
+
+raise SystemExit(main())

@@ -1,0 +1,474 @@
+"""Collect candidate GIFs from Giphy into a dataset folder (paper §3.2, the first half of Fig. 4).
+
+:func:`collect` searches every query page by page (``limit`` ≤ 50, ``offset`` ≤ 4999, at most
+``max_per_query`` results), records each reply in the folder's SQLite state
+(:mod:`gifemo.apps.collect.state`), downloads every new candidate's original GIF in a few
+threads while the search waits for the rate limit (:mod:`.download`, :mod:`.ratelimit`), and
+finally writes the dataset:
+
+``DIR/metadata.jsonl``
+    one unlabelled row per unique file (byte-identical GIFs under several Giphy ids are one
+    candidate), in search order: ``id`` (the first id that found it), ``file``
+    (``gifs/<id>.gif``), ``tags`` (the search tags that found it: search results carry no
+    Giphy tags; ``tags_file`` adds real ones), and provenance: ``giphy_ids`` (every id with
+    these bytes), ``title``, ``slug``, ``rating``, ``queries`` (the search terms that found
+    it), ``found_for`` (the emotions whose tags those were; the per-emotion candidate set of
+    emotion e is the rows whose ``found_for`` holds e), ``source_url`` (the original's URL
+    without Giphy's per-reply ``?cid=…`` query string), ``giphy_url`` (its page), ``sha256``,
+    ``bytes``, ``width``, ``height``, ``frames``.
+``DIR/failures.jsonl``
+    downloads that failed (id, URL, reason, attempts) and searches given up in this run; all
+    are retried by the next run of the same command.
+``DIR/gifs/<id>.gif``, ``DIR/collect.sqlite``
+    the files, and the state that makes ``kill -9`` + rerun continue where it stopped.
+
+The API key is an argument (``collect.py`` takes it from ``GIPHY_API_KEY``); it is redacted
+from every log record while :func:`collect` runs and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm.auto import tqdm
+
+from gifemo.apps.collect.download import DownloadResult, download_gif
+from gifemo.apps.collect.giphy import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    AuthError,
+    GiphyClient,
+    GiphyError,
+    SearchPage,
+    strip_query,
+)
+from gifemo.apps.collect.queries import merge_queries, queries_from_run
+from gifemo.apps.collect.ratelimit import WINDOW_S, RateLimiter
+from gifemo.apps.collect.state import State
+from gifemo.data.tags import normalise_tag
+from gifemo.emotions import EMOTIONS
+
+log = logging.getLogger("gifemo.collect")
+
+
+@dataclass
+class CollectOptions:
+    """Every option of a collection; documented in ``conf/collect/default.yaml``."""
+
+    out_dir: str
+    api_base: str = "https://api.giphy.com/v1"
+    queries: list[str] = field(default_factory=list)
+    from_run: str | None = None
+    n_tags: int = 10
+    emotions: list[str] | None = None
+    max_per_query: int = 5000
+    page_size: int = MAX_LIMIT
+    max_offset: int = MAX_OFFSET
+    rating: str | None = None
+    lang: str | None = "en"
+    calls_per_hour: int = 100
+    burst: int = 10
+    max_retries: int = 6
+    backoff_s: float = 2.0
+    max_backoff_s: float = 900.0
+    timeout_s: float = 30.0
+    max_bytes: int = 20 * 2**20
+    parallel_downloads: int = 4
+    download_retries: int = 3
+    verify_decode: bool = True
+    tags_file: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_mapping(cls, m: dict[str, Any]) -> CollectOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(m) - names)
+        if unknown:
+            raise ValueError(f"unknown collect option(s) {unknown}; expected {sorted(names)}")
+        return cls(**m)
+
+    def check(self) -> None:
+        if not self.out_dir:
+            raise ValueError("collect.out_dir is required")
+        if not 1 <= self.page_size <= MAX_LIMIT:
+            raise ValueError(f"collect.page_size must be in 1..{MAX_LIMIT} (Giphy's limit cap), got {self.page_size}")  # fmt: skip
+        if not 0 <= self.max_offset <= MAX_OFFSET:
+            raise ValueError(
+                f"collect.max_offset must be in 0..{MAX_OFFSET}, got {self.max_offset}"
+            )
+        for k in ("max_per_query", "max_bytes", "parallel_downloads", "calls_per_hour", "burst"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"collect.{k} must be >= 1, got {getattr(self, k)!r}")
+
+
+@dataclass
+class CollectReport:
+    out_dir: Path
+    queries: int
+    pages_fetched: int  # this run
+    candidates: int  # Giphy ids found (all runs)
+    rows: int  # unique files in metadata.jsonl
+    downloaded: int
+    failed: int
+    search_failures: list[dict[str, Any]]
+
+    def summary(self) -> str:
+        return (
+            f"{self.out_dir}: {self.queries} queries, {self.pages_fetched} pages fetched now, "
+            f"{self.candidates} Giphy ids, {self.rows} unique GIFs in metadata.jsonl, "
+            f"{self.failed} failed downloads, {len(self.search_failures)} searches to retry "
+            "(rerun the same command to retry). Powered by GIPHY."
+        )
+
+
+class _Redact(logging.Filter):
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if self.secret in msg:
+            record.msg, record.args = msg.replace(self.secret, "***"), None
+        return True
+
+
+@contextmanager
+def _quiet_and_redacted(secret: str) -> Iterator[None]:
+    """httpx/httpcore request logs off (they print URLs, key included); the key redacted from
+    every record reaching the root handlers (Hydra's console and log file)."""
+    noisy = [logging.getLogger(n) for n in ("httpx", "httpcore")]
+    levels = [lg.level for lg in noisy]
+    for lg in noisy:
+        lg.setLevel(logging.WARNING)
+    f = _Redact(secret)
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(f)
+        for lg, lv in zip(noisy, levels, strict=True):
+            lg.setLevel(lv)
+
+
+def _read_tags_file(path: str | Path) -> dict[str, list[str]]:
+    """JSON lines ``{"id": giphy id, "tags": [...]}`` → {id: tags}."""
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+                gid, tags = row["id"], row["tags"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(
+                    f'{path}:{lineno}: expected {{"id": ..., "tags": [...]}} ({e})'
+                ) from None
+            if (
+                not isinstance(gid, str)
+                or not isinstance(tags, list)
+                or not all(isinstance(t, str) for t in tags)
+            ):
+                raise ValueError(
+                    f"{path}:{lineno}: 'id' must be a string and 'tags' a list of strings"
+                )
+            out.setdefault(gid, []).extend(tags)
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Collector:
+    """One run of a collection (see :func:`collect`)."""
+
+    def __init__(
+        self,
+        opts: CollectOptions,
+        *,
+        api_key: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        emotion_queries: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        opts.check()
+        self.opts, self.clock, self.sleep = opts, clock, sleep
+        by_emotion = dict(emotion_queries or {})
+        if opts.from_run:
+            for q, emos in queries_from_run(
+                opts.from_run, n_tags=opts.n_tags, emotions=opts.emotions
+            ).items():
+                by_emotion[q] = [*by_emotion.get(q, []), *emos]
+        self.queries = merge_queries(opts.queries, by_emotion)
+        if not self.queries:
+            raise ValueError(
+                "nothing to search: give collect.queries=[...] or collect.from_run=<run dir>"
+            )
+        self.extra_tags = _read_tags_file(opts.tags_file) if opts.tags_file else {}
+        self.api_key = api_key
+        self.transport = transport
+        self.out = Path(opts.out_dir)
+        self.gifs = self.out / "gifs"
+        self.pages_fetched = 0
+        self.search_failures: list[dict[str, Any]] = []
+        self._pending: deque[tuple[str, str, int | None]] = deque()
+        self._attempted: set[str] = set()
+        self._inflight: dict[Future[DownloadResult], str] = {}
+
+    # -- search ----------------------------------------------------------------------------
+
+    def _wait(self, seconds: float) -> None:
+        """Wait ``seconds`` of ``clock`` time, downloading meanwhile."""
+        deadline = self.clock() + seconds
+        while (left := deadline - self.clock()) > 0:
+            self._pump(0.0)
+            if self._inflight:
+                self._pump(min(left, 0.25))
+            else:
+                self.sleep(left)
+
+    def _search(self, q: str, limit: int, offset: int) -> SearchPage | None:
+        o = self.opts
+        for attempt in range(o.max_retries + 1):
+            t = self.limiter.acquire(wait=self._wait)
+            self.state.record_call(t)
+            try:
+                return self.client.search(q, limit=limit, offset=offset)
+            except AuthError:
+                raise
+            except GiphyError as e:
+                if not e.retryable or attempt == o.max_retries:
+                    log.warning("giving up %s for this run", e)
+                    self.search_failures.append(
+                        {"kind": "search", "query": q, "offset": offset, "reason": str(e)}
+                    )
+                    return None
+                delay = e.retry_after if e.retry_after is not None else o.backoff_s * 2**attempt
+                delay = min(delay, o.max_backoff_s)
+                log.info("%s; retrying in %.1f s (attempt %d)", e, delay, attempt + 2)
+                self._wait(delay)
+        return None
+
+    def _estimate_pages(self, qids: list[tuple[int, str]]) -> tuple[int, int]:
+        """(pages still expected — 1 for a query never searched, queries finished)."""
+        o, left, done = self.opts, 0, 0
+        reach = o.max_offset + o.page_size
+        for qid, _ in qids:
+            nxt, exhausted, total = self.state.progress(qid)
+            cap = min(o.max_per_query, reach, total if total is not None else reach)
+            if exhausted or nxt >= cap or nxt > o.max_offset:
+                done += 1
+            else:
+                left += math.ceil((cap - nxt) / o.page_size) if total is not None or nxt else 1
+        return left, done
+
+    def _search_all(self, qids: list[tuple[int, str]]) -> None:
+        o = self.opts
+        left, done = self._estimate_pages(qids)
+        bar = tqdm(
+            total=left, desc="search", unit="page", disable=not o.progress, dynamic_ncols=True
+        )
+        for qid, q in qids:
+            nxt, exhausted, _ = self.state.progress(qid)
+            while not exhausted and nxt < o.max_per_query and nxt <= o.max_offset:
+                limit = min(o.page_size, o.max_per_query - nxt)
+                page = self._search(q, limit, nxt)
+                if page is None:
+                    break
+                new = self.state.record_page(qid, nxt, limit, page, self.clock())
+                self.pages_fetched += 1
+                self._pending.extend((h.id, h.media_url, h.size) for h in new)
+                self.dl_bar.total = (self.dl_bar.total or 0) + len(new)
+                self.dl_bar.refresh()
+                nxt, exhausted, _ = self.state.progress(qid)
+                left, done = self._estimate_pages(qids)
+                bar.total = bar.n + 1 + left
+                bar.update(1)
+                bar.set_postfix(queries=f"{done}/{len(qids)}", candidates=self.state.counts()["candidates"], refresh=False)  # fmt: skip
+                self._pump(0.0)
+        bar.close()
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def _download(self, gid: str, url: str, size: int | None) -> DownloadResult:
+        o = self.opts
+        try:
+            return download_gif(
+                self.media, gid, url, self.gifs / f"{gid}.gif", max_bytes=o.max_bytes,
+                declared_size=size, verify_decode=o.verify_decode, retries=o.download_retries,
+            )  # fmt: skip
+        except Exception as e:
+            return DownloadResult(gid, False, reason=f"{type(e).__name__}: {e}")
+
+    def _pump(self, timeout: float) -> None:
+        """Record finished downloads (waiting up to ``timeout`` s for one), start new ones."""
+        if self._inflight and timeout >= 0:
+            done, _ = wait(list(self._inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._inflight.pop(fut)
+                r = fut.result()
+                self.state.record_download(
+                    r.gid, ok=r.ok, sha256=r.sha256, size=r.bytes, reason=r.reason
+                )
+                if not r.ok:
+                    log.info("download %s failed: %s", r.gid, r.reason)
+                self.dl_bar.update(1)
+        while self._pending and len(self._inflight) < self.opts.parallel_downloads:
+            gid, url, size = self._pending.popleft()
+            if gid in self._attempted:
+                continue
+            self._attempted.add(gid)
+            self._inflight[self.pool.submit(self._download, gid, url, size)] = gid
+
+    # -- output ----------------------------------------------------------------------------
+
+    def finalize(self) -> int:
+        """Deduplicate files by sha256; write metadata.jsonl and failures.jsonl; row count."""
+        st = self.state
+        qinfo = {
+            r["qid"]: (r["q"], json.loads(r["emotions"])) for r in st.rows("SELECT * FROM queries")
+        }
+        hits: dict[str, list[int]] = {}
+        for r in st.rows("SELECT gid, qid FROM hits ORDER BY qid, rank"):
+            hits.setdefault(r["gid"], []).append(r["qid"])
+        ok = st.rows(
+            "SELECT c.*, d.sha256 AS sha256, d.bytes AS nbytes FROM candidates c "
+            "JOIN downloads d USING(gid) WHERE d.status='ok' ORDER BY c.qid, c.rank, c.gid"
+        )
+        groups: dict[str, list[Any]] = {}
+        for r in ok:
+            groups.setdefault(r["sha256"], []).append(r)
+        lines: list[str] = []
+        for members in groups.values():
+            rep = members[0]
+            target = self.gifs / f"{rep['gid']}.gif"
+            if not target.is_file():
+                src = next((self.gifs / f"{m['gid']}.gif" for m in members if (self.gifs / f"{m['gid']}.gif").is_file()), None)  # fmt: skip
+                if src is None:
+                    for m in members:
+                        st.record_download(m["gid"], ok=False, sha256=None, size=None, reason="file missing from gifs/")  # fmt: skip
+                    continue
+                os.replace(src, target)
+            for m in members[1:]:
+                (self.gifs / f"{m['gid']}.gif").unlink(missing_ok=True)
+            qids = sorted({q for m in members for q in hits.get(m["gid"], [])})
+            queries = [qinfo[q][0] for q in qids]
+            emos = {e for q in qids for e in qinfo[q][1]}
+            tags: list[str] = []
+            for t in queries + [t for m in members for t in self.extra_tags.get(m["gid"], [])]:
+                if (n := normalise_tag(t)) and n not in tags:
+                    tags.append(n)
+            row = {
+                "id": rep["gid"],
+                "file": f"gifs/{rep['gid']}.gif",
+                "tags": tags,
+                "giphy_ids": [m["gid"] for m in members],
+                "title": rep["title"],
+                "slug": rep["slug"],
+                "rating": rep["rating"],
+                "queries": queries,
+                "found_for": [e for e in EMOTIONS if e in emos],
+                "source_url": strip_query(rep["media_url"]),
+                "giphy_url": rep["page_url"],
+                "sha256": rep["sha256"],
+                "bytes": rep["nbytes"],
+                "width": rep["width"],
+                "height": rep["height"],
+                "frames": rep["frames"],
+            }
+            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        _write_atomic(self.out / "metadata.jsonl", "".join(lines))
+        fails = [
+            {"kind": "download", "id": r["gid"], "url": strip_query(r["media_url"]),
+             "reason": r["reason"], "attempts": r["attempts"]}
+            for r in st.rows(
+                "SELECT c.gid, c.media_url, d.reason, d.attempts FROM candidates c JOIN downloads d "
+                "USING(gid) WHERE d.status='failed' ORDER BY c.qid, c.rank, c.gid"
+            )
+        ] + self.search_failures  # fmt: skip
+        _write_atomic(self.out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
+        return len(lines)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> CollectReport:
+        o = self.opts
+        self.gifs.mkdir(parents=True, exist_ok=True)
+        self.state = State(self.out)
+        try:
+            for stale in self.gifs.glob(".*.part"):  # a killed run's half-written downloads
+                stale.unlink()
+            qids = self.state.add_queries(self.queries)
+            self.limiter = RateLimiter(
+                o.calls_per_hour, burst=o.burst, clock=self.clock, sleep=self.sleep,
+                history=self.state.call_times(self.clock() - WINDOW_S),
+            )  # fmt: skip
+            self._pending.extend(self.state.to_download())
+            with (
+                _quiet_and_redacted(self.api_key),
+                ThreadPoolExecutor(o.parallel_downloads, thread_name_prefix="gif-dl") as self.pool,
+                httpx.Client(timeout=o.timeout_s, follow_redirects=True, transport=self.transport) as self.media,
+            ):  # fmt: skip
+                self.client = GiphyClient(
+                    o.api_base, self.api_key, timeout_s=o.timeout_s, rating=o.rating, lang=o.lang,
+                    transport=self.transport,
+                )  # fmt: skip
+                self.dl_bar = tqdm(total=len(self._pending), desc="download", unit="gif", disable=not o.progress, dynamic_ncols=True)  # fmt: skip
+                try:
+                    self._pump(0.0)
+                    self._search_all(qids)
+                    while self._pending or self._inflight:
+                        self._pump(1.0)
+                finally:
+                    self.client.close()
+                    self.dl_bar.close()
+            rows = self.finalize()
+            c = self.state.counts()
+            return CollectReport(self.out, c["queries"], self.pages_fetched, c["candidates"], rows,
+                                 c["downloaded"], c["failed"], self.search_failures)  # fmt: skip
+        finally:
+            self.state.close()
+
+
+def collect(
+    opts: CollectOptions,
+    *,
+    api_key: str,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    transport: httpx.BaseTransport | None = None,
+    emotion_queries: Mapping[str, Sequence[str]] | None = None,
+) -> CollectReport:
+    """Run (or continue) the collection described by ``opts`` into ``opts.out_dir``.
+
+    ``emotion_queries``: ``{query: emotions}`` searched besides ``opts.queries`` and the tags of
+    ``opts.from_run`` (the offline demo passes Table 1's tags). ``clock``/``sleep`` drive the
+    rate limit and back-off (tests inject a fake clock); ``transport`` replaces httpx's.
+    """
+    return Collector(
+        opts, api_key=api_key, clock=clock, sleep=sleep, transport=transport,
+        emotion_queries=emotion_queries,
+    ).run()  # fmt: skip
