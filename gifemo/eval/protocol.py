@@ -41,24 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gifemo.data.tags import normalise_tag
+from gifemo.data.tags import GENERIC_TAGS, normalise_tag
 from gifemo.emotions import EMOTIONS
 
 SPLITS: tuple[str, ...] = ("shared", "per_emotion")
-
-GENERIC_TAGS: tuple[str, ...] = (
-    "tv",
-    "movies",
-    "movie",
-    "cartoons & comics",
-    "cartoon",
-    "anime",
-    "reaction",
-    "animals",
-    "sports",
-    "giphytrending",
-    "disney",
-)
 
 
 @dataclass(frozen=True)
