@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from gifemo.features.extract import extract
+from gifemo.runners.extract import extract
 
 
 @hydra.main(config_path="conf", config_name="extract", version_base="1.3")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from gifemo.backbones.c3d import C3DTransform
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips, limit_clips
 from gifemo.data.clips import AllClips, FpsClips, RandomClip
 from gifemo.data.gif import read_gif
 from gifemo.data.metadata import GifRecord
-from gifemo.data.transforms import C3DTransform
 from tests.gifmaker import GifFrame, random_indices, random_palette, write_gif
 
 FRAME_COUNTS = {"a": 5, "b": 17, "c": 25}  # 1, 2 and 3 clips

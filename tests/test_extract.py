@@ -15,12 +15,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from gifemo.backbones.c3d import C3DTransform, build_c3d
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.data.transforms import C3DTransform
-from gifemo.features.extract import KILL_ENV, extract, extract_features, resolve_precision
+from gifemo.features.extract import KILL_ENV, extract_features, resolve_precision
 from gifemo.features.store import COMPLETE, PARTIAL, FeatureStore, StoreError
-from gifemo.models.c3d import build_c3d
+from gifemo.runners.extract import extract
 from tests.gifmaker import moving_frames, pillow_gif
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +75,12 @@ def test_features_are_l2_normalised_clip_means(tmp_path):
     assert store.ids == [r.id for r in recs] and store.row_of("g3") == 3
     assert store.n_frames.tolist() == list(FRAMES)
     meta = store.meta
-    assert meta["weights_id"] == "random-init"
-    assert meta["counts"] == {"records": 7, "features": 7, "failures": 0, "dim": 32}
+    assert meta["weights_id"] == "random:0"
+    assert meta["counts"] == {
+        "records": 7, "features": 7, "failures": 0, "dim": 32, "unlisted": 0, "truncated": 0,
+        "noted": 0,
+    }  # fmt: skip
+    assert store.n_clips.tolist() == [1, 1, 1, 2, 4, 1, 1] and not store.truncated.any()
     assert meta["last_run"]["clips"] == 11 and meta["clip_rule"]["stride"] == 8
     assert meta["preprocessing"]["crop"] == 112 and "torch" in meta["versions"]
     assert not (tmp_path / "store" / PARTIAL).exists()
@@ -104,9 +108,8 @@ RUNNER = textwrap.dedent(
     """
     import sys, warnings, torch
     from pathlib import Path
-    from gifemo.data.transforms import C3DTransform
     from gifemo.features.extract import extract_features
-    from gifemo.models.c3d import build_c3d
+    from gifemo.backbones.c3d import C3DTransform, build_c3d
 
     class Rec:
         def __init__(self, path):
@@ -163,7 +166,10 @@ def test_kill_9_then_rerun_is_bit_identical(clean_run, tmp_path, kill_at):
     assert run_extraction(gifs, out, kill_at="") == 0
     resumed = FeatureStore.open(out).meta["last_run"]["chunks"]
     assert resumed == (2 if kill_at == "shard:2" else 0)  # finished shards were not redone
-    for name in ("visual.npy", "ids.txt", "failures.jsonl", "n_frames.npy"):
+    for name in (
+        "visual.npy", "ids.jsonl", "failures.jsonl", "n_frames.npy", "n_clips.npy",
+        "truncated.npy", "notes.jsonl", "mean_delay_ms.npy",
+    ):  # fmt: skip
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
     assert FeatureStore.open(out).failures[0]["id"] == "g5"
 
@@ -184,7 +190,7 @@ def test_extract_reuses_matching_store_and_reextracts_on_change(tmp_path, monkey
     assert first.path.parent == tmp_path / "data" / "features"
     assert first.path.name.startswith("gifs-") and len(first) == 3
     calls = []
-    import gifemo.features.extract as ex
+    import gifemo.runners.extract as ex
 
     real = ex.extract_features
     monkeypatch.setattr(ex, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -213,6 +219,6 @@ def test_extract_py_command_line(tmp_path):
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "2 GIFs x 32" in out.stdout and "random-init" in out.stdout
+    assert "2 GIFs x 32" in out.stdout and "random:0" in out.stdout
     expected = resolve_precision("auto", torch.device("cpu"))
     assert FeatureStore.open(tmp_path / "store").meta["precision"] == expected

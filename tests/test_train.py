@@ -120,7 +120,7 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
     from hydra.utils import instantiate
 
     from gifemo.features.datamodule import feature_blocks
-    from gifemo.features.extract import extract
+    from gifemo.runners.extract import extract
     from gifemo.models.saved import load_model, score_dataset
 
     objects = trained["objects"]

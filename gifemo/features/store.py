@@ -3,17 +3,27 @@
 Layout of a finished store ``out_dir/``::
 
     visual.npy         (N, D) float32, row i = GIF ids[i] (readable as a memmap)
-    ids.txt            N lines, the row order (the dataset order, failed GIFs left out)
-    n_frames.npy       (N,) int64 decoded frames per GIF
+    ids.jsonl          N lines, each one JSON string (ASCII, every control character and
+                       U+2028/U+2029 escaped): the row order (dataset order, failed GIFs left out)
+    n_frames.npy       (N,) int64 frames used per GIF
+    n_clips.npy        (N,) int64 clips averaged per GIF
+    truncated.npy      (N,) bool, True where the file ended early (its complete frames were used)
     mean_delay_ms.npy  (N,) float64 mean frame delay per GIF
-    failures.jsonl     one {"index", "id", "path", "reason"} per GIF that could not be used
-    meta.json          backbone, weights_id, preprocessing, clip rule, versions, counts, fingerprint
+    notes.jsonl        one {"index", "id", "path", "note"} per row that a budget cut or that was
+                       truncated (what was left out, and why)
+    failures.jsonl     one {"index", "id", "path", "reason"} per file that is not a row: GIFs that
+                       could not be used, and files the dataset could not list (``index`` null)
+    meta.json          backbone, weights_id, preprocessing, clip rule, budgets, versions,
+                       counts (records, features, failures, truncated, noted), fingerprint
     COMPLETE           written last, names the fingerprint and the shape
 
 While extracting, finished chunks of GIFs live as shards in ``out_dir/.partial/`` (each written
 to a temporary name and renamed, so a shard on disk is whole). Finalising assembles them into
-temporary files, renames those into place and writes ``COMPLETE`` last; it first removes an old
-``COMPLETE``, so a store is complete exactly when ``COMPLETE`` exists and agrees with meta.json.
+temporary files, renames those into place, re-reads and validates them (the same checks as
+:meth:`FeatureStore.open`) and writes ``COMPLETE`` last; it first removes an old ``COMPLETE``, so
+a store is complete exactly when ``COMPLETE`` exists and agrees with meta.json, and a store that
+would not open is never marked complete. Stores written before ``ids.jsonl`` (``ids.txt``, one
+id per line) still open.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +43,8 @@ import numpy as np
 PACKAGES = ("torch", "numpy", "av", "pillow")
 COMPLETE = "COMPLETE"
 PARTIAL = ".partial"
+IDS = "ids.jsonl"
+SHARD_FORMAT = 2  # version of the shard files; shards of another version are redone
 
 
 class StoreError(RuntimeError):
@@ -67,48 +79,39 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, write)
 
 
-def _jsonl(rows: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+def _jsonl(rows: Iterable[Any]) -> str:
+    """JSON lines, ASCII only: no character inside a value can be read as a line break."""
+    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=True) + "\n" for r in rows)
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    text = path.read_text(encoding="ascii")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+def read_ids(path: Path) -> list[str]:
+    """The row ids of the store at ``path``: ``ids.jsonl``, or a legacy ``ids.txt``."""
+    if (path / IDS).is_file():
+        ids = _read_jsonl(path / IDS)
+        bad = [i for i, g in enumerate(ids) if not isinstance(g, str)]
+        if bad:
+            raise StoreError(f"{path / IDS}: line {bad[0] + 1} is not a JSON string")
+        return ids
+    return (path / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
 
 
 # ---- identity of a store: everything that determines its features ----
 
 
 def preprocessing_of(transform: Any) -> dict[str, Any]:
-    """The preprocessing parameters of a C3DTransform (for meta.json and the fingerprint)."""
-    from gifemo.data import transforms
-
-    out: dict[str, Any] = {
-        "transform": f"{type(transform).__module__}.{type(transform).__qualname__}",
-        "resize_hw": list(transforms.RESIZE_HW),
-        "crop": transforms.CROP,
-        "channel_order": "BGR",
-    }
-    for name in ("train", "flip", "mean_bgr", "mean_cube"):
-        if hasattr(transform, name):
-            value = getattr(transform, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
-    if out.get("mean_cube"):  # the cube's content, not just its path, decides the features
-        out["mean_cube_sha256"] = _sha256_file(Path(out["mean_cube"]))
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+    """What a store records about the preprocessing: the backbone transform's own ``describe()``
+    (resize, crop, channel order, divisor, mean/std, mean-cube hash; :mod:`gifemo.backbones`)."""
+    return dict(transform.describe())
 
 
 def backbone_config(model: Any) -> dict[str, Any]:
-    return {
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "channels": list(model.channels),
-        "fc_dim": model.feature_dim,
-        "pool5": model.pool5_mode,
-        "feature": "fc6 after ReLU",
-    }
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """What a store records about the architecture: the backbone's own ``describe()``."""
+    return dict(model.describe())
 
 
 def fingerprint_of(parts: dict[str, Any]) -> str:
@@ -137,7 +140,12 @@ def feature_fingerprint(
     preprocessing: dict[str, Any],
     precision: str,
     read_kwargs: dict[str, Any] | None,
+    clip_rule: dict[str, Any],
+    budget: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    """The fingerprint of a store and the parts it hashes. ``clip_rule``: :func:`clip_rule`;
+    ``budget``: per-GIF limits that change rows (``max_clips``; ``read_frames`` is in
+    ``read_kwargs``)."""
     parts = {
         "dataset": dataset_name,
         "records": records_digest(records),
@@ -145,23 +153,18 @@ def feature_fingerprint(
         "backbone": backbone,
         "weights_id": weights_id,
         "preprocessing": preprocessing,
-        "clip_rule": clip_rule(),
+        "clip_rule": clip_rule,
         "precision": precision,
         "read_kwargs": read_kwargs or {},
     }
+    if budget:  # absent when there is none: the fingerprints of unbudgeted stores stay as they were
+        parts["budget"] = budget
     return fingerprint_of(parts), parts
 
 
-def clip_rule() -> dict[str, Any]:
-    from gifemo.data.clips import CLIP_LEN, CLIP_STRIDE
-
-    return {
-        "sampler": "AllClips",
-        "clip_len": CLIP_LEN,
-        "stride": CLIP_STRIDE,
-        "padding": "loop to max(16, 8*ceil(n/8)) frames",
-        "pooling": "mean over clips, then L2",
-    }
+def clip_rule(sampler: Any) -> dict[str, Any]:
+    """What a store records about its clips: the sampler's ``describe()`` and the pooling."""
+    return {**sampler.describe(), "pooling": "mean over clips, then L2"}
 
 
 def package_versions() -> dict[str, str]:
@@ -185,6 +188,15 @@ class FeatureStore:
     failures: list[dict[str, Any]]
     n_frames: np.ndarray
     mean_delay_ms: np.ndarray
+    truncated: np.ndarray = None  # type: ignore[assignment]  # (N,) bool; None → all False
+    n_clips: np.ndarray = None  # type: ignore[assignment]  # (N,) int64; None → -1 (unknown)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.truncated is None:
+            self.truncated = np.zeros(len(self.ids), bool)
+        if self.n_clips is None:
+            self.n_clips = np.full(len(self.ids), -1, np.int64)
 
     @classmethod
     def open(cls, path: str | Path) -> FeatureStore:
@@ -196,24 +208,40 @@ class FeatureStore:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("fingerprint") != done.get("fingerprint"):
             raise StoreError(f"{path}: meta.json and {COMPLETE} disagree on the fingerprint")
-        ids = (path / "ids.txt").read_text(encoding="utf-8").splitlines()
+        return cls._read(path, n=int(done["n"]), dim=int(done["dim"]), meta=meta)
+
+    @classmethod
+    def _read(cls, path: Path, *, n: int, dim: int, meta: dict[str, Any]) -> FeatureStore:
+        """Read and check every file of the store at ``path`` against the shape (n, dim)."""
+        ids = read_ids(path)
         visual = np.load(path / "visual.npy", mmap_mode="r")
-        shape = (int(done["n"]), int(done["dim"]))
+        shape = (n, dim)
         if visual.shape != shape or visual.dtype != np.float32 or len(ids) != shape[0]:
             raise StoreError(
                 f"{path}: visual.npy is {visual.dtype}{visual.shape} with {len(ids)} ids, "
                 f"{COMPLETE} says float32{shape}"
             )
-        text = (path / "failures.jsonl").read_text(encoding="utf-8")
-        failures = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if len(set(ids)) != len(ids):
+            raise StoreError(f"{path}: {len(ids) - len(set(ids))} duplicate ids in {IDS}")
+        arrays = {}
+        for name, dtype, default in (
+            ("n_frames", np.int64, None),
+            ("mean_delay_ms", np.float64, None),
+            ("truncated", np.bool_, False),
+            ("n_clips", np.int64, -1),
+        ):
+            f = path / f"{name}.npy"
+            if not f.is_file() and default is not None:  # a store from before the field
+                arrays[name] = np.full(n, default, dtype)
+                continue
+            a = np.load(f, allow_pickle=False)
+            if a.shape != (n,) or a.dtype != dtype:
+                raise StoreError(f"{f}: {a.dtype}{a.shape}, expected {np.dtype(dtype)}({n},)")
+            arrays[name] = a
+        notes = _read_jsonl(path / "notes.jsonl") if (path / "notes.jsonl").is_file() else []
+        failures = _read_jsonl(path / "failures.jsonl")
         return cls(
-            path=path,
-            ids=ids,
-            visual=visual,
-            meta=meta,
-            failures=failures,
-            n_frames=np.load(path / "n_frames.npy"),
-            mean_delay_ms=np.load(path / "mean_delay_ms.npy"),
+            path=path, ids=ids, visual=visual, meta=meta, failures=failures, notes=notes, **arrays
         )
 
     def __len__(self) -> int:
@@ -236,6 +264,16 @@ def complete_fingerprint(path: str | Path) -> str | None:
         return None
 
 
+SHARD_ARRAYS: dict[str, Any] = {  # the per-row arrays of a shard and their dtypes
+    "index": np.int64,
+    "features": np.float32,
+    "n_frames": np.int64,
+    "mean_delay_ms": np.float64,
+    "truncated": np.bool_,
+    "n_clips": np.int64,
+}
+
+
 @dataclass
 class Shard:
     """The features of one chunk of GIFs (rows only for the GIFs that worked)."""
@@ -246,6 +284,9 @@ class Shard:
     n_frames: np.ndarray  # (n,) int64
     mean_delay_ms: np.ndarray  # (n,) float64
     failures: list[dict[str, Any]]
+    truncated: np.ndarray  # (n,) bool
+    n_clips: np.ndarray  # (n,) int64
+    notes: list[dict[str, Any]]  # {"index", "id", "path", "note"} of rows with something to say
 
 
 class WorkDir:
@@ -254,7 +295,7 @@ class WorkDir:
     def __init__(self, out_dir: Path, key: dict[str, Any]) -> None:
         self.path = Path(out_dir) / PARTIAL
         stamp = self.path / "key.json"
-        text = json.dumps(key, sort_keys=True)
+        text = json.dumps({**key, "shard_format": SHARD_FORMAT}, sort_keys=True)
         if self.path.exists() and (not stamp.is_file() or stamp.read_text() != text):
             shutil.rmtree(self.path)  # shards of another configuration: start afresh
         self.path.mkdir(parents=True, exist_ok=True)
@@ -270,13 +311,12 @@ class WorkDir:
     def write(self, shard: Shard) -> None:
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as f:
+                arrays = {k: getattr(shard, k).astype(t) for k, t in SHARD_ARRAYS.items()}
                 np.savez(
                     f,
-                    index=shard.index.astype(np.int64),
-                    features=shard.features.astype(np.float32),
-                    n_frames=shard.n_frames.astype(np.int64),
-                    mean_delay_ms=shard.mean_delay_ms.astype(np.float64),
+                    **arrays,
                     failures=np.array(json.dumps(shard.failures)),
+                    notes=np.array(json.dumps(shard.notes)),
                 )
 
         atomic_write(self._file(shard.chunk), save)
@@ -285,11 +325,9 @@ class WorkDir:
         with np.load(self._file(chunk), allow_pickle=False) as z:
             return Shard(
                 chunk=chunk,
-                index=z["index"],
-                features=z["features"],
-                n_frames=z["n_frames"],
-                mean_delay_ms=z["mean_delay_ms"],
+                **{k: z[k] for k in SHARD_ARRAYS},
                 failures=json.loads(str(z["failures"])),
+                notes=json.loads(str(z["notes"])),
             )
 
     def remove(self) -> None:
@@ -303,9 +341,15 @@ def finalise(
     ids: list[str],
     dim: int,
     meta: dict[str, Any],
+    unlisted: Sequence[dict[str, Any]] = (),
     kill_hook: Callable[[str], None] = lambda stage: None,
 ) -> FeatureStore:
-    """Assemble ``shards`` (in chunk order) into a complete store; atomic, ``COMPLETE`` last."""
+    """Assemble ``shards`` (in chunk order) into a complete store; atomic, ``COMPLETE`` last.
+
+    ``unlisted``: files the dataset found but could not list as records ({"id", "path",
+    "reason"}); they go to failures.jsonl with ``index`` null. Before ``COMPLETE`` the written
+    files are read back and checked; a :class:`StoreError` leaves the store incomplete.
+    """
     out_dir = Path(out_dir)
     shards = sorted(shards, key=lambda s: s.chunk)
     n = sum(len(s.index) for s in shards)
@@ -331,16 +375,24 @@ def finalise(
     atomic_write(out_dir / "visual.npy", save_visual)
     kill_hook("finalise:visual")
     index = np.concatenate([s.index for s in shards]) if shards else np.zeros(0, np.int64)
-    write_text(out_dir / "ids.txt", "".join(ids[int(i)] + "\n" for i in index))
-    cat = np.concatenate
-    n_frames = cat([s.n_frames for s in shards]) if shards else np.zeros(0, np.int64)
-    delays = cat([s.mean_delay_ms for s in shards]) if shards else np.zeros(0)
-    atomic_write(out_dir / "n_frames.npy", save_array(n_frames.astype(np.int64)))
-    atomic_write(out_dir / "mean_delay_ms.npy", save_array(delays.astype(np.float64)))
+    row_ids = [ids[int(i)] for i in index]
+    write_text(out_dir / IDS, _jsonl(row_ids))
+    (out_dir / "ids.txt").unlink(missing_ok=True)  # a legacy file must not be read instead
+    for name, dtype in SHARD_ARRAYS.items():
+        if name in ("index", "features"):
+            continue
+        parts = [getattr(s, name) for s in shards]
+        values = np.concatenate(parts) if parts else np.zeros(0, dtype)
+        atomic_write(out_dir / f"{name}.npy", save_array(values.astype(dtype)))
     failures = [f for s in shards for f in s.failures]
+    failures += [{"index": None, **{k: u[k] for k in ("id", "path", "reason")}} for u in unlisted]
     write_text(out_dir / "failures.jsonl", _jsonl(failures))
+    write_text(out_dir / "notes.jsonl", _jsonl([x for s in shards for x in s.notes]))
     write_text(out_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     kill_hook("finalise:meta")
+    store = FeatureStore._read(out_dir, n=n, dim=dim, meta=meta)  # validate before COMPLETE
+    if store.ids != row_ids:
+        raise StoreError(f"{out_dir / IDS}: ids read back differ from the ids written")
     done = {"fingerprint": meta["fingerprint"], "n": n, "dim": dim}
     write_text(out_dir / COMPLETE, json.dumps(done, sort_keys=True) + "\n")
     return FeatureStore.open(out_dir)

@@ -1,0 +1,131 @@
+"""Running per-GIF sums of clip features for one chunk of GIFs, and the loader batches.
+
+For the GIFs of one chunk (dataset indices lo … hi − 1), clips arrive in loader batches (the
+clips of whole GIFs, with the GIF each clip belongs to). :class:`ChunkAccumulator` keeps them
+pending until the model takes ``batch_clips`` of them (:meth:`take`), then adds each clip's
+feature vector to its GIF's float64 sum in clip order (:meth:`accumulate`):
+
+    s_g = Σ_c f(clip_c),  K_g = number of clips,  v_g = (s_g / K_g) / ‖s_g / K_g‖₂
+
+so no GIF's clips are ever held all at once beyond one loader batch, and :meth:`shard` turns
+the sums into the chunk's rows (a mean that is exactly zero keeps the zero vector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gifemo.features.store import Shard
+
+
+def chunk_batches(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) -> list[list[int]]:
+    """Loader batches: groups of ≤ load_gifs GIF indices, never straddling a chunk."""
+    batches = []
+    for c in todo:
+        lo, hi = c * chunk_gifs, min(n, (c + 1) * chunk_gifs)
+        batches += [list(range(s, min(hi, s + load_gifs))) for s in range(lo, hi, load_gifs)]
+    return batches
+
+
+class ChunkAccumulator:
+    """Per-GIF float64 sums of clip features for the GIFs of one chunk, batched exactly."""
+
+    def __init__(
+        self, records: Sequence[Any], chunk: int, lo: int, hi: int, dim: int, device: torch.device
+    ) -> None:
+        self.records, self.chunk, self.lo, self.hi, self.device = records, chunk, lo, hi, device
+        self.sums = np.zeros((hi - lo, dim), np.float64)  # (n, D)
+        self.counts = np.zeros(hi - lo, np.int64)
+        self.n_frames = np.zeros(hi - lo, np.int64)
+        self.delay = np.zeros(hi - lo, np.float64)
+        self.truncated = np.zeros(hi - lo, bool)
+        self.ok = np.zeros(hi - lo, bool)
+        self.notes: dict[int, str] = {}  # row within the chunk → note
+        self.failures: list[dict[str, Any]] = []
+        self.seen = 0
+        self.clips: list[torch.Tensor] = []  # pending clips (n, 3, T, h, w)
+        self.owner: list[np.ndarray] = []  # (n,) row within the chunk of each pending clip
+
+    @property
+    def complete(self) -> bool:
+        """Every GIF of the chunk has arrived."""
+        return self.seen == self.hi - self.lo
+
+    @property
+    def pending(self) -> int:
+        return sum(len(o) for o in self.owner)
+
+    def _row_record(self, r: int) -> dict[str, Any]:
+        rec = self.records[r + self.lo]
+        return {"index": int(r + self.lo), "id": rec.id, "path": str(rec.path)}
+
+    def add(self, batch: dict[str, Any]) -> None:
+        """Take in one loader batch (:func:`gifemo.data.clip_dataset.collate_clips`)."""
+        for f in batch["failures"]:
+            self.failures.append({k: f[k] for k in ("index", "id", "path", "reason")})
+        rows = batch["index"].numpy() - self.lo  # (B,)
+        self.seen += len(rows)
+        failed = {int(f["index"]) - self.lo for f in batch["failures"]}
+        notes = batch.get("notes") or [None] * len(rows)
+        for j, r in enumerate(rows):
+            if r in failed:
+                continue
+            self.ok[r] = True
+            self.n_frames[r] = int(batch["n_frames"][j])
+            self.delay[r] = float(batch["mean_delay_ms"][j])
+            self.truncated[r] = bool(batch["truncated"][j])
+            said = [notes[j]] if notes[j] else []
+            if self.truncated[r]:
+                said.insert(0, "truncated: the file ends early; its complete frames were used")
+            if said:
+                self.notes[int(r)] = "; ".join(said)
+        if len(batch["clips"]):
+            self.clips.append(batch["clips"].to(self.device, non_blocking=True))
+            self.owner.append(rows[batch["gif_index"].numpy()])
+
+    def take(self, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The next ``n`` pending clips (fewer if fewer are pending) and their owners."""
+        clips, owner, got = [], [], 0
+        while got < n and self.owner:
+            k = min(n - got, len(self.owner[0]))
+            clips.append(self.clips[0][:k])
+            owner.append(self.owner[0][:k])
+            got += k
+            if k == len(self.owner[0]):
+                del self.clips[0], self.owner[0]
+            else:
+                self.clips[0], self.owner[0] = self.clips[0][k:], self.owner[0][k:]
+        return (clips[0] if len(clips) == 1 else torch.cat(clips)), np.concatenate(owner)
+
+    def accumulate(self, feats: np.ndarray, owner: np.ndarray) -> None:
+        """Add each clip's features (b, D) to its GIF's sum, in clip order (``owner`` sorted)."""
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        gifs = owner[starts]
+        self.sums[gifs] += np.add.reduceat(feats.astype(np.float64), starts, axis=0)
+        self.counts[gifs] += np.diff(np.r_[starts, len(owner)])
+
+    def shard(self) -> Shard:
+        """The chunk's rows: L2-normalised clip means of the GIFs that gave clips."""
+        for r in np.flatnonzero(self.ok & (self.counts == 0)):  # decoded, yet no clip came out
+            self.failures.append({**self._row_record(int(r)), "reason": "no clips"})
+        rows = np.flatnonzero(self.ok & (self.counts > 0))
+        mean = self.sums[rows] / self.counts[rows, None]
+        norm = np.linalg.norm(mean, axis=1, keepdims=True)
+        feats = (mean / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+        notes = [{**self._row_record(int(r)), "note": self.notes[int(r)]} for r in rows
+                 if int(r) in self.notes]  # fmt: skip
+        return Shard(
+            chunk=self.chunk,
+            index=(rows + self.lo).astype(np.int64),
+            features=feats,
+            n_frames=self.n_frames[rows],
+            mean_delay_ms=self.delay[rows],
+            failures=sorted(self.failures, key=lambda f: f["index"]),
+            truncated=self.truncated[rows],
+            n_clips=self.counts[rows],
+            notes=notes,
+        )
