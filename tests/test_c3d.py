@@ -10,9 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gifemo.models.c3d import (
+from gifemo.backbones.c3d import (
     C3D,
-    RANDOM_INIT,
     WeightsError,
     build_c3d,
     clip_flops,
@@ -129,7 +128,7 @@ def test_random_init_is_seeded_and_warns():
         b = build_c3d(**TINY)
     with pytest.warns(UserWarning):
         c = build_c3d(**TINY, init_seed=1)
-    assert a.weights_id == RANDOM_INIT
+    assert a.weights_id == "random:0" and c.weights_id == "random:1"
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
 

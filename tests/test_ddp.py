@@ -160,7 +160,15 @@ def test_datamodule_takes_rank_and_world_size_from_the_trainer():
 
     recs = [SimpleNamespace(id=str(i), path=f"{i}.gif") for i in range(5)]
     labels = np.zeros((5, 17), np.float32)
-    dm = FinetuneDataModule(train=(recs, labels), val=(recs, labels), num_workers=0, batch_size=1)
+    from gifemo.backbones.c3d import c3d_preprocessing
+
+    dm = FinetuneDataModule(
+        preprocessing=c3d_preprocessing(),
+        train=(recs, labels),
+        val=(recs, labels),
+        num_workers=0,
+        batch_size=1,
+    )
     dm.trainer = SimpleNamespace(
         global_rank=1,
         world_size=2,

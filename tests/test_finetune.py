@@ -47,8 +47,8 @@ def test_positive_weights_are_neg_over_pos():
 
 # -- clip cache ------------------------------------------------------------------------------
 def test_cache_returns_resized_frames_and_hits_on_second_read(tmp_path):
+    from gifemo.backbones.preprocessing import resize_frames
     from gifemo.data.gif import read_gif
-    from gifemo.data.transforms import resize_frames
 
     gif = write_gif(tmp_path / "a.gif", n_frames=6)
     cache = ClipCache(tmp_path / "cache", max_mb=10)
@@ -112,9 +112,9 @@ def _records(tmp_path, n=6):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_cached_items_equal_decoded_items(tmp_path, train):
+    from gifemo.backbones.c3d import C3DTransform
     from gifemo.data.clip_dataset import GifClipDataset
     from gifemo.data.clips import AllClips, RandomClip
-    from gifemo.data.transforms import C3DTransform
 
     records = _records(tmp_path, 4)
     labels = np.eye(4, 17, dtype=np.float32)
@@ -142,7 +142,10 @@ def test_datamodule_sends_uint8_clips_and_module_normalises_them(tmp_path):
 
     records = [_Rec(9, tmp_path / "missing.gif"), *_records(tmp_path, 4)]  # a failure first
     labels = np.eye(5, 17, dtype=np.float32)
+    from gifemo.backbones.c3d import c3d_preprocessing
+
     kw = dict(train=(records, labels), val=(records, labels), batch_size=5, num_workers=0)
+    kw["preprocessing"] = c3d_preprocessing()
     raw = next(iter(FinetuneDataModule(**kw).val_dataloader()))  # default clip_dtype: uint8
     ref = next(iter(FinetuneDataModule(clip_dtype="float32", **kw).val_dataloader()))
     assert raw["clips"].dtype == torch.uint8 and ref["clips"].dtype == torch.float32
@@ -160,8 +163,8 @@ def test_datamodule_sends_uint8_clips_and_module_normalises_them(tmp_path):
 def _module(d=8, t=17, **kw):
     import functools
 
+    from gifemo.backbones.c3d import build_c3d
     from gifemo.finetune.module import FinetuneModule
-    from gifemo.models.c3d import build_c3d
     from gifemo.models.heads import MultiTaskHead
 
     with pytest.warns(UserWarning, match="RANDOM"):
@@ -248,6 +251,7 @@ def _fit(tmp_path, records, labels, max_steps, *, ckpt_path=None, ckpt_dir="ckpt
     L.seed_everything(0, verbose=False)
     m = _module(lr=0.05, head_lr=0.2, feature_dropout=0.3, seed=3, freeze_epochs=freeze)
     dm = FinetuneDataModule(
+        preprocessing=m.backbone.preprocessing,
         train=(records[:4], labels[:4]), val=(records[4:], labels[4:]), batch_size=2,
         eval_batch_size=4, num_workers=0, cache_dir=str(tmp_path / "cache"), seed=7,
     )  # fmt: skip

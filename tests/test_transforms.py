@@ -1,4 +1,4 @@
-"""C3DTransform: crop window, channel order, mean, flips; resize against Pillow and a naive loop."""
+"""C3D preprocessing (C3DTransform): crop window, channel order, mean, flips; resize against Pillow and a naive loop."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from gifemo.backbones.c3d import CROP, RESIZE_HW, SPORTS1M_MEAN_BGR, C3DTransform
+from gifemo.backbones.preprocessing import load_mean_cube, resize_frames
 from gifemo.data.clips import AllClips, RandomClip
-from gifemo.data.transforms import (
-    CROP,
-    RESIZE_HW,
-    SPORTS1M_MEAN_BGR,
-    C3DTransform,
-    load_mean_cube,
-    resize_frames,
-)
 
 ZERO = (0.0, 0.0, 0.0)
 
@@ -184,7 +178,7 @@ def test_train_crop_flip_with_mean_cube_equals_naive(tmp_path):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_uint8_output_then_normalize_is_bit_identical(train):
-    from gifemo.data.transforms import normalize_clips
+    normalize_clips = C3DTransform().preprocessing.normalize
 
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 256, (21, *RESIZE_HW, 3), dtype=np.uint8)

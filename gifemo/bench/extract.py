@@ -12,7 +12,7 @@ transform, in this one process:
   one GIF at a time in the main process, no workers, then mean + L2.
 
 Reported per run: wall seconds, clips/s, achieved GFLOP/s (clips/s × FLOPs per clip counted from
-the layer shapes by :func:`gifemo.models.c3d.clip_flops`, 77.1 GFLOP to fc8 for the full C3D;
+the layer shapes by :func:`gifemo.backbones.c3d.clip_flops`, 77.1 GFLOP to fc8 for the full C3D;
 fc7/fc8 are not run, so the fc6 count is used), the share of the wall time the model waited for
 decoded clips (ours), and on CUDA the model FLOP utilisation (MFU) against ``--peak-tflops``
 (default: dense bf16 989.4 TFLOP/s, the H100/H200 SXM figure; fp32 runs are compared with the
@@ -39,11 +39,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.data.transforms import C3DTransform
 from gifemo.features.extract import extract_features, resolve_device
-from gifemo.models.c3d import C3D, build_c3d, clip_flops
 
 PEAK_BF16_TFLOPS = 989.4  # H100/H200 SXM dense BF16 tensor cores
 PEAK_TF32_TFLOPS = 494.7  # H100/H200 SXM dense TF32 tensor cores

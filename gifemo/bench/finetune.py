@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*RANDOM weights.*")
 
+    from gifemo.backbones.c3d import build_c3d, c3d_preprocessing, clip_flops
     from gifemo.finetune.data import FinetuneDataModule
     from gifemo.finetune.module import FinetuneModule
-    from gifemo.models.c3d import build_c3d, clip_flops
     from gifemo.models.heads import MultiTaskHead
 
     device = torch.device(
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {}
         for setting in ("no cache", "cache"):
             cache_dir = str(Path(tmp) / "cache") if setting == "cache" else None
-            dm = FinetuneDataModule(train=(records, labels), val=(records[:1], labels[:1]), batch_size=batch,
+            dm = FinetuneDataModule(preprocessing=c3d_preprocessing(), train=(records, labels), val=(records[:1], labels[:1]), batch_size=batch,
                                     num_clips=args.clips, num_workers=workers, persistent_workers=True,
                                     prefetch_factor=4, cache_dir=cache_dir, cache_max_mb=8192)  # fmt: skip
             if cache_dir:  # fill the cache once (as epoch 1 does)

@@ -1,8 +1,9 @@
 """An on-disk cache of decoded, resized GIF frames, shared by DataLoader workers and epochs.
 
-What is cached: for each GIF, ``resize_frames(read_gif(path).frames)`` — uint8 (T, 128, 171, 3),
+What is cached: for each GIF, ``resize_frames(read_gif(path).frames, resize_hw)`` — uint8
+(T, H, W, 3) at the backbone's ``resize_hw`` (128×171 for C3D and R(2+1)D),
 every frame of the GIF (clip sampling, crop, flip and mean subtraction stay random per epoch and
-are applied on top by ``C3DTransform.from_resized``) — plus its delays (T,) int64 and the
+are applied on top by the backbone transform's ``from_resized``) — plus its delays (T,) int64 and the
 ``truncated`` flag.
 
 Layout: ``<directory>/<key>.npy`` (frames) and ``<key>.delays.npy`` with
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 class CachedGif(NamedTuple):
     """A decoded GIF after ``resize_frames``."""
 
-    resized: np.ndarray  # (T, 128, 171, 3) uint8 (read-only memmap when it came from the cache)
+    resized: np.ndarray  # (T, H, W, 3) uint8 at resize_hw (read-only memmap from the cache)
     delays_ms: np.ndarray  # (T,) int64
     truncated: bool
     hit: bool  # True when read from the cache
@@ -52,6 +53,7 @@ class ClipCache:
         max_mb: budget for the folder's cached bytes, in MiB.
         read_kwargs: keyword arguments of ``read_gif`` (``max_pixels``, ``background``,
             ``max_frames``); part of the key.
+        resize_hw: (H, W) the frames are resized to (``preprocessing.resize_hw``); part of the key.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class ClipCache:
         *,
         max_mb: float = 4096,
         read_kwargs: dict[str, Any] | None = None,
+        resize_hw: tuple[int, int] = (128, 171),
     ) -> None:
         if max_mb < 0:
             raise ValueError(f"cache max_mb must be ≥ 0, got {max_mb}")
@@ -67,17 +70,16 @@ class ClipCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_mb * 2**20)
         self.read_kwargs = dict(read_kwargs or {})
+        self.resize_hw = (int(resize_hw[0]), int(resize_hw[1]))
         self.hits = 0
         self.misses = 0
         self.skipped = 0  # misses not stored because of the budget
 
     def key(self, path: str | Path) -> str:
-        from gifemo.data.transforms import RESIZE_HW
-
         p = Path(path).resolve()
         st = p.stat()
         options = json.dumps(self.read_kwargs, sort_keys=True, default=str)
-        text = f"{p}|{st.st_mtime_ns}|{st.st_size}|{options}|{RESIZE_HW}"
+        text = f"{p}|{st.st_mtime_ns}|{st.st_size}|{options}|{self.resize_hw}"
         return hashlib.sha1(text.encode()).hexdigest()
 
     def size_bytes(self) -> int:
@@ -120,8 +122,8 @@ class ClipCache:
 
     def get(self, path: str | Path) -> CachedGif:
         """Resized frames of ``path``; raises ``GifDecodeError`` like ``read_gif`` on a bad file."""
+        from gifemo.backbones.preprocessing import resize_frames
         from gifemo.data.gif import read_gif
-        from gifemo.data.transforms import resize_frames
 
         key = self.key(path)
         cached = self._read(key)
@@ -130,7 +132,7 @@ class ClipCache:
             return cached
         self.misses += 1
         gif = read_gif(path, **self.read_kwargs)
-        resized = resize_frames(gif.frames)  # (T, 128, 171, 3) uint8
+        resized = resize_frames(gif.frames, self.resize_hw)  # (T, H, W, 3) uint8
         delays_meta = np.r_[gif.delays_ms.astype(np.int64), np.int64(gif.truncated)]
         if self.max_bytes > 0 and self.size_bytes() + resized.nbytes + 256 <= self.max_bytes:
             frames_path, delays_path = self._paths(key)

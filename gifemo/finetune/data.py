@@ -2,9 +2,10 @@
 
 The items are :class:`gifemo.data.clip_dataset.GifClipDataset`'s (batched by ``collate_clips``),
 with its ``cache`` hook: frames come from a :class:`gifemo.finetune.cache.ClipCache` when one is
-given (``resize_frames(read_gif(path).frames)`` decoded once, shared by workers and epochs), and
-the clip sampler + ``C3DTransform.from_resized`` (random crop and flip at training) run on top
-every time; cached and uncached runs produce the same tensors.
+given (frames decoded and resized to the backbone's ``resize_hw`` once, shared by workers and
+epochs), and the clip sampler + the backbone's transform ``from_resized`` (random crop and flip
+at training) run on top every time; cached and uncached runs produce the same tensors. The
+transform is ``preprocessing.transform(...)`` of the backbone's own :class:`Preprocessing`.
 
 Randomness: the training sampler yields ``(epoch, index, pad)`` keys and item i of epoch e draws
 its clips, crops and flips from ``torch.Generator`` seeded by (seed, epoch, i) — independent of
@@ -25,6 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
@@ -42,13 +44,18 @@ def collate_finetune(items: list[dict[str, Any]]) -> dict[str, Any]:
 class FinetuneDataModule(L.LightningDataModule):
     """Train / val / test clip loaders for :class:`gifemo.finetune.module.FinetuneModule`.
 
-    Training: ``RandomClip(num_clips)`` + ``C3DTransform(train=True)``, shuffled by (seed, epoch),
+    Training: ``RandomClip(num_clips)`` + ``preprocessing.transform(train=True)`` (random crop
+    and flip), shuffled by (seed, epoch),
     padded across ranks. Evaluation: ``AllClips`` + centre crop, sharded across ranks without
     padding (each GIF once). ``batch_size`` is GIFs per device. Under DDP it takes rank and world
     size from the trainer and needs ``Trainer(use_distributed_sampler=False)``.
 
-    ``clip_dtype="uint8"`` (default): batches carry the cropped, flipped BGR clips as uint8 and
-    :class:`~gifemo.finetune.module.FinetuneModule` subtracts the mean on its device — a quarter
+    ``preprocessing``: the backbone's (``backbone.preprocessing``): resize, crop, channel order,
+    mean/std of its weights.
+
+    ``clip_dtype="uint8"`` (default): batches carry the cropped, flipped, channel-ordered clips
+    as uint8 and :class:`~gifemo.finetune.module.FinetuneModule` normalises them on its device
+    (``backbone.preprocessing.normalize``) — a quarter
     of the bytes through workers, shared memory, pinning and the host-to-device copy, with
     bit-identical inputs to the model. ``"float32"`` normalises in the workers.
     """
@@ -56,6 +63,7 @@ class FinetuneDataModule(L.LightningDataModule):
     def __init__(
         self,
         *,
+        preprocessing: Preprocessing,
         train: tuple[Sequence[Any], np.ndarray],
         val: tuple[Sequence[Any], np.ndarray],
         test: tuple[Sequence[Any], np.ndarray] | None = None,
@@ -75,6 +83,7 @@ class FinetuneDataModule(L.LightningDataModule):
         if clip_dtype not in ("uint8", "float32"):
             raise ValueError(f"clip_dtype must be 'uint8' or 'float32', got {clip_dtype!r}")
         self.clip_dtype = clip_dtype
+        self.preprocessing = preprocessing
         self.splits = {"train": train, "val": val, "test": test}
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_clips, self.num_workers = int(num_clips), int(num_workers)
@@ -84,7 +93,12 @@ class FinetuneDataModule(L.LightningDataModule):
         )
         self.read_kwargs = dict(read_kwargs or {})
         self.cache = (
-            ClipCache(cache_dir, max_mb=cache_max_mb, read_kwargs=self.read_kwargs)
+            ClipCache(
+                cache_dir,
+                max_mb=cache_max_mb,
+                read_kwargs=self.read_kwargs,
+                resize_hw=preprocessing.resize_hw,
+            )
             if cache_dir
             else None
         )
@@ -103,7 +117,6 @@ class FinetuneDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> GifClipDataset:
         from gifemo.data.clips import AllClips, RandomClip
-        from gifemo.data.transforms import C3DTransform
 
         part = self.splits[split]
         if part is None:
@@ -114,7 +127,7 @@ class FinetuneDataModule(L.LightningDataModule):
             records,
             labels=labels,
             sampler=RandomClip(num_clips=self.num_clips) if train else AllClips(),
-            transform=C3DTransform(train=train, output=self.clip_dtype),
+            transform=self.preprocessing.transform(train=train, output=self.clip_dtype),
             cache=self.cache,
             read_kwargs=self.read_kwargs,
             seed=self.seed,

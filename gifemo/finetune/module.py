@@ -1,13 +1,15 @@
-"""FinetuneModule: C3D + a 17-way multi-task head trained end to end on GIFGIF+ (paper §5).
+"""FinetuneModule: a video backbone + a 17-way multi-task head trained end to end on GIFGIF+ (paper §5).
 
 The module is handed its parts (``FinetuneModule(backbone, head, penalty, ...)``) and only does
 the learning; data, decoding and logging backends live elsewhere.
 
-Forward: clips (N, 3, 16, 112, 112) → ``backbone.features`` (fc6 after ReLU, (N, d)) →
+Forward: clips (N, 3, 16, 112, 112) (uint8 ones normalised on the model's device by
+``backbone.preprocessing.normalize``) → ``backbone.features`` (C3D: fc6 after ReLU; R(2+1)D: the
+pooled layer4, (N, d)) →
 dropout (training only) → ``head`` (N, t) logits. A GIF's logits are the mean of its clips'
 logits, grouped by ``gif_index`` (N,) ∈ [0, B) with ``index_add_`` (GIFs have different clip
 counts). Because the head is affine, the mean of the clip logits equals the head applied to the
-mean fc6 of the GIF — "average logits" and "average fc6" are the same thing here. Training
+mean features of the GIF — "average logits" and "average features" are the same thing here. Training
 averages the ``num_clips`` random clips drawn per GIF; evaluation averages ALL clips (§3.3).
 
 Loss, per optimiser step over the B GIFs of the (global) batch with labels y (B, t) ∈ {0, 1},
@@ -32,12 +34,14 @@ differs from the single-process mean whenever ranks hold different numbers of va
 last batch of an epoch, padding duplicates, decode failures). With the sampler's round-robin
 sharding, step k of W ranks × B GIFs covers positions [kWB, (k+1)WB) of the epoch's permutation:
 the batch of one process with W·B GIFs. Every random draw is keyed by the GIF, never by the rank
-or the batch position: clips / crops / flips by (seed, epoch, index) (the dataset) and the fc6
+or the batch position: clips / crops / flips by (seed, epoch, index) (the dataset) and the feature
 dropout mask of clip j of GIF ``index`` by (seed, epoch, index, j) (:func:`dropout_keep_mask`).
 So W ranks × B GIFs train exactly like one process with W·B GIFs, up to float summation order.
+(A backbone with BatchNorm — R(2+1)D — normalises by per-rank batch statistics while training;
+the equality then needs ``backbone.freeze_batchnorm=true``, which also suits small batches.)
 
 Freezing: for epochs < ``freeze_epochs`` the backbone runs under ``torch.no_grad`` (no backward
-through C3D, its parameters get no gradient and the optimiser skips them). Parameters keep
+through the backbone, its parameters get no gradient and the optimiser skips them). Parameters keep
 ``requires_grad=True`` throughout, so DDP registers them all (with ``find_unused_parameters``).
 
 Reproducibility and resume: all draws above depend on (seed, epoch, GIF, clip) only, so a run
@@ -55,7 +59,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gifemo.data.transforms import SPORTS1M_MEAN_BGR, normalize_clips
 from gifemo.eval.multilabel import (
     average_precision,
     best_f1_thresholds,
@@ -96,7 +99,7 @@ _DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout stream apart from the cli
 def dropout_keep_mask(
     seed: int, epoch: int, index: Tensor, gif_index: Tensor, d: int, p: float
 ) -> Tensor:
-    """Keep mask (N, d) bool of the fc6 dropout, one row per clip, keyed by GIF and clip only.
+    """Keep mask (N, d) bool of the feature dropout, one row per clip, keyed by GIF and clip only.
 
     Row n is clip j of GIF ``index[gif_index[n]]`` (j counts that GIF's rows in order) and is
     drawn as ``rand(d) >= p`` from a CPU generator seeded by SeedSequence([seed, epoch, index, j,
@@ -137,11 +140,13 @@ def gather_predictions(
 
 
 class FinetuneModule(L.LightningModule):
-    """C3D backbone + multi-task head, BCE with positive weights, optional head penalty.
+    """Video backbone + multi-task head, BCE with positive weights, optional head penalty.
 
     Args:
-        backbone: a :class:`gifemo.models.c3d.C3D`; only conv1..fc6 are used (fc7/fc8 are
-            removed so that DDP sees no unused parameters).
+        backbone: a built :class:`gifemo.backbones.VideoBackbone` (C3D, R(2+1)D-18, ...); its
+            ``drop_classifier()`` removes the layers ``features`` does not use (C3D's fc7/fc8,
+            R(2+1)D's fc) so that DDP sees no unused parameters, and its ``preprocessing``
+            normalises uint8 clips.
         head: a :class:`gifemo.models.heads.MultiTaskHead` with W (d, t), b (t,); d = backbone.feature_dim.
         penalty: a penalty object with a differentiable ``value(W)``, or None.
         optimizer: ``functools.partial`` of a torch optimiser (Hydra ``_partial_: true``), called
@@ -149,7 +154,7 @@ class FinetuneModule(L.LightningModule):
         scheduler: optional partial of a torch LR scheduler, stepped per epoch.
         pos_weight: (t,) positive weights of the BCE, or None for 1.
         freeze_epochs: epochs during which the backbone gets no gradient.
-        feature_dropout: dropout on fc6 while training (C3D's own fc6 dropout rate is 0.5).
+        feature_dropout: dropout on the features while training (C3D's own fc6 dropout rate is 0.5).
         eval_chunk: clips per backbone call at evaluation (bounds memory for long GIFs).
         seed: seeds the dropout generator.
     """
@@ -174,17 +179,14 @@ class FinetuneModule(L.LightningModule):
         feature_dropout: float = 0.5,
         eval_chunk: int = 64,
         seed: int = 0,
-        mean_bgr: tuple[float, float, float] = SPORTS1M_MEAN_BGR,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "penalty", "optimizer", "scheduler"])
-        for unused in ("fc7", "fc8"):
-            if getattr(backbone, unused, None) is not None:
-                setattr(backbone, unused, None)
+        backbone.drop_classifier()  # type: ignore[operator]
         d, t = tuple(head.W.shape)  # type: ignore[arg-type]
         if d != backbone.feature_dim:
             raise ValueError(
-                f"head.W is ({d}, {t}) but the backbone's fc6 has {backbone.feature_dim} features"
+                f"head.W is ({d}, {t}) but the backbone gives {backbone.feature_dim} features"
             )
         self.backbone, self.head, self.penalty = backbone, head, penalty
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -199,9 +201,6 @@ class FinetuneModule(L.LightningModule):
         if pw.shape != (t,):
             raise ValueError(f"pos_weight must have shape ({t},), got {tuple(pw.shape)}")
         self.register_buffer("pos_weight", pw)
-        # subtracted from uint8 clips (C3DTransform(output="uint8")) on the model's device
-        mean = torch.tensor([float(m) for m in mean_bgr], dtype=torch.float32)
-        self.register_buffer("clip_mean", mean, persistent=False)
         self.register_buffer("val_thresholds", torch.zeros(t))  # chosen on validation data (max F1)
         self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
         self.failures: list[dict[str, Any]] = []
@@ -230,10 +229,10 @@ class FinetuneModule(L.LightningModule):
     def clip_logits(self, clips: Tensor, batch: dict[str, Any] | None = None) -> Tensor:
         """(N, 3, 16, 112, 112) → (N, t) logits (``batch`` keys the dropout masks when training).
 
-        uint8 clips (``C3DTransform(output="uint8")``) are normalised here, on the model's
-        device (:func:`gifemo.data.transforms.normalize_clips`); float clips are used as given.
+        uint8 clips (a transform with ``output="uint8"``) are normalised here, on the model's
+        device, by ``backbone.preprocessing.normalize``; float clips are used as given.
         """
-        clips = normalize_clips(clips, self.get_buffer("clip_mean"))
+        clips = self.backbone.preprocessing.normalize(clips)
         if self.backbone_frozen:
             with torch.no_grad():
                 h = self.backbone.features(clips)  # (N, d)

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.emotions import N_EMOTIONS
 from gifemo.eval.multilabel import table4_line
 from gifemo.eval.splits import split_indices
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
     """C3D + head + penalty from the config, wrapped in a FinetuneModule."""
     m = cfg.model
-    backbone = instantiate(cfg.backbone, weights=m.weights, drop_fc8=True)
+    backbone = instantiate(cfg.backbone, weights=m.weights)  # the module drops its classifier
     head = instantiate(m.head)(backbone.feature_dim, N_EMOTIONS)
     penalty = instantiate(m.penalty) if m.penalty is not None else None
     if m.pos_weight == "auto":
@@ -59,7 +60,11 @@ def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
 
 
 def build_datamodule(
-    cfg: DictConfig, records: list[Any], labels: np.ndarray, split: dict[str, np.ndarray]
+    cfg: DictConfig,
+    records: list[Any],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    preprocessing: Preprocessing,
 ) -> FinetuneDataModule:
     m = cfg.model
 
@@ -68,6 +73,7 @@ def build_datamodule(
         return [records[i] for i in idx], labels[idx]
 
     return FinetuneDataModule(
+        preprocessing=preprocessing,
         train=part("train"),
         val=part("val"),
         test=part("test"),
@@ -124,7 +130,9 @@ def run_finetune(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     module = build_module(cfg, labels[split["train"]])
-    datamodule = build_datamodule(cfg, dataset.records, labels, split)
+    datamodule = build_datamodule(
+        cfg, dataset.records, labels, split, module.backbone.preprocessing
+    )
     logger = build_logger(cfg, name="finetune")
     trainer = instantiate(
         cfg.trainer,

@@ -19,31 +19,112 @@ Module attribute names equal the ``c3d.pickle`` keys, so that state dict loads 1
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import pickle
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from gifemo.backbones.base import VideoBackbone, class_path
+from gifemo.backbones.preprocessing import ClipTransform, Preprocessing
+from gifemo.backbones.weights import (
+    WeightsError,
+    file_sha256,
+    load_checked,
+    read_state_dict,
+    weights_identity,
+)
+
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "C3D",
+    "SPORTS1M_MEAN_BGR",
+    "C3DTransform",
+    "WeightsError",
+    "build_c3d",
+    "c3d_preprocessing",
+    "clip_flops",
+    "file_sha256",
+    "read_state_dict",
+    "weights_identity",
+]  # fmt: skip
 
 CLIP_SHAPE = (3, 16, 112, 112)  # (C, T, H, W) of one clip
 CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 FC_NAMES = ("fc6", "fc7", "fc8")
 SPORTS1M_CLASSES = 487
-RANDOM_INIT = "random-init"
+# Per-channel average of the Sports-1M mean cube (sports1m_train16_128_mean), B, G, R, as
+# used by C3D ports that replace the cube by three numbers. Pass mean_cube= for the cube.
+SPORTS1M_MEAN_BGR: tuple[float, float, float] = (90.25164795, 97.65701294, 101.4083252)
+RESIZE_HW = (128, 171)
+CROP = 112
+CENTRE_OFFSET = ((RESIZE_HW[0] - CROP) // 2, (RESIZE_HW[1] - CROP) // 2)  # (8, 29)
 
 
-class WeightsError(ValueError):
-    """A weight file is unsafe, unreadable or does not fit the network; names file and key."""
+def c3d_preprocessing(
+    *,
+    mean_bgr: Sequence[float] | None = SPORTS1M_MEAN_BGR,
+    mean_cube: str | None = None,
+) -> Preprocessing:
+    """C3D's own preprocessing (facebook/C3D feature extractor; DESIGN §3).
+
+    Frames resized to 128×171 (H×W, bilinear, as OpenCV's INTER_LINEAR), centre crop rows
+    8:120, cols 29:141 (C3D's floor of the margins), BGR channel order, values 0–255 minus the
+    Sports-1M mean — per channel (``mean_bgr``, None = :data:`SPORTS1M_MEAN_BGR`) or a full
+    mean cube (``mean_cube``, a ``.npy`` file) — and no division by 255 or by a std.
+    """
+    mean = SPORTS1M_MEAN_BGR if mean_bgr is None else tuple(float(m) for m in mean_bgr)
+    if len(mean) != 3:
+        raise ValueError(f"mean_bgr needs 3 values (B, G, R), got {mean_bgr}")
+    return Preprocessing(
+        name="c3d-sports1m",
+        resize_hw=RESIZE_HW,
+        crop=CROP,
+        centre=CENTRE_OFFSET,
+        channel_order="BGR",
+        divisor=1.0,
+        mean=(mean[0], mean[1], mean[2]),
+        mean_cube=str(mean_cube) if mean_cube else None,
+    )
 
 
-class C3D(nn.Module):
+class C3DTransform(ClipTransform):
+    """``c3d_preprocessing(mean_bgr, mean_cube).transform(train, flip, output)`` by its old name.
+
+    Frames + clip indices → C3D input clips ``(N, 3, 16, 112, 112)`` float32 (BGR minus the
+    Sports-1M mean), or uint8 BGR with ``output="uint8"`` (see
+    :mod:`gifemo.backbones.preprocessing`).
+    """
+
+    def __init__(
+        self,
+        *,
+        train: bool = False,
+        flip: bool = True,
+        mean_bgr: Sequence[float] = SPORTS1M_MEAN_BGR,
+        mean_cube: str | None = None,
+        output: str = "float32",
+    ) -> None:
+        if output not in ("float32", "uint8"):
+            raise ValueError(f"C3DTransform: output must be 'float32' or 'uint8', got {output!r}")
+        pre = c3d_preprocessing(mean_bgr=mean_bgr, mean_cube=mean_cube)
+        super().__init__(pre, train=train, flip=flip, output=output)
+
+    @property
+    def mean_bgr(self) -> tuple[float, float, float]:
+        return self.preprocessing.mean
+
+    @property
+    def mean_cube(self) -> str | None:
+        return self.preprocessing.mean_cube
+
+
+class C3D(VideoBackbone):
     """C3D; ``features`` gives fc6 after ReLU (the paper's 4096-d visual feature).
 
     Args:
@@ -52,7 +133,12 @@ class C3D(nn.Module):
         channels: output channels of conv1, conv2, conv3*, conv4*, conv5* (tests use tiny ones).
         fc_dim: width of fc6 and fc7.
         dropout: dropout after fc6 and fc7 in ``forward`` (training only; never in ``features``).
+        preprocessing: the input preprocessing of its weights (default :func:`c3d_preprocessing`).
+        init_seed: recorded in ``weights_id`` (``"random:<seed>"``) until weights are loaded;
+            :func:`build_c3d` seeds the initialisation with it.
     """
+
+    classifier_layers = ("fc7", "fc8")
 
     def __init__(
         self,
@@ -62,6 +148,8 @@ class C3D(nn.Module):
         channels: Sequence[int] = (64, 128, 256, 512, 512),
         fc_dim: int = 4096,
         dropout: float = 0.5,
+        preprocessing: Preprocessing | None = None,
+        init_seed: int = 0,
     ) -> None:
         super().__init__()
         if len(channels) != 5:
@@ -73,7 +161,8 @@ class C3D(nn.Module):
         self.pool5_mode = pool5
         self.feature_dim = int(fc_dim)
         self.num_classes = num_classes
-        self.weights_id = RANDOM_INIT
+        self.weights_id = weights_identity(None, init_seed=init_seed)
+        self.preprocessing = preprocessing or c3d_preprocessing()
 
         def conv(cin: int, cout: int) -> nn.Conv3d:
             return nn.Conv3d(cin, cout, kernel_size=3, padding=1)
@@ -127,10 +216,22 @@ class C3D(nn.Module):
         """fc6 after ReLU, no dropout: (B, 3, 16, 112, 112) -> (B, fc_dim)."""
         return self.relu(self.fc6(self.pool5_output(x).flatten(1)))
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "class": class_path(self),
+            "channels": list(self.channels),
+            "fc_dim": self.feature_dim,
+            "pool5": self.pool5_mode,
+            "feature": "fc6 after ReLU",
+        }
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits (never softmax): (B, 3, 16, 112, 112) -> (B, num_classes)."""
-        if self.fc8 is None:
-            raise RuntimeError("this C3D has no fc8 (built with drop_fc8=True); use .features(x)")
+        if self.fc7 is None or self.fc8 is None:
+            raise RuntimeError(
+                "this C3D has no fc8 (drop_fc8=True) or no fc7 (drop_classifier()); "
+                "use .features(x)"
+            )
         h = self.dropout(self.relu(self.fc6(self.pool5_output(x).flatten(1))))
         h = self.dropout(self.relu(self.fc7(h)))
         return self.fc8(h)
@@ -169,131 +270,6 @@ def clip_flops(model: C3D, *, upto: str = "fc8") -> int:
     return total
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def weights_identity(weights: str | Path | None) -> str:
-    """``"random-init"`` or ``"<file name> sha256:<hex>"``: what every output records."""
-    if weights is None:
-        return RANDOM_INIT
-    path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(f"weight file {str(path)!r} does not exist")
-    return f"{path.name} sha256:{file_sha256(path)}"
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a state dict without ever running code from the file.
-
-    ``.safetensors`` files go through safetensors; anything else through
-    ``torch.load(weights_only=True)``, whose restricted unpickler refuses any object but tensors
-    and plain containers (a pickle that would call ``os.system`` raises instead of running).
-    A top-level ``{"state_dict": ...}`` wrapper and a ``module.`` prefix on every key are undone.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weight file {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            obj: object = load_file(str(path), device="cpu")
-        except Exception as e:
-            raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeightsError(
-                f"{path}: refused to unpickle: the file holds objects other than tensors "
-                f"(loading it could run arbitrary code). Only plain state dicts are accepted, "
-                f"loaded with torch.load(weights_only=True). Detail: {first}"
-            ) from None
-        except Exception as e:
-            raise WeightsError(f"{path}: not a readable torch weight file ({e})") from e
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise WeightsError(f"{path}: expected a state dict (mapping), got {type(obj).__name__}")
-    state = dict(obj)
-    for key, value in state.items():
-        if not isinstance(value, Tensor):
-            raise WeightsError(f"{path}: key {key!r} is a {type(value).__name__}, not a tensor")
-    if state and all(str(k).startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def load_c3d_weights(
-    model: C3D, state: Mapping[str, Tensor], *, source: str = "state dict"
-) -> list[str]:
-    """Copy ``state`` (c3d.pickle layout) into ``model``, checking every key and shape.
-
-    fc8 is the one layer allowed to differ: if the model has no fc8 the file's fc8 is ignored,
-    and if the model's fc8 has another class count it keeps its fresh initialisation.
-    Returns notes on what was ignored or re-initialised; raises ``WeightsError`` naming every
-    missing, extra, mis-shaped or non-finite key (expected vs got shape).
-    """
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    given = dict(state)
-    notes: list[str] = []
-    w8, b8 = given.get("fc8.weight"), given.get("fc8.bias")
-    if model.fc8 is None and (w8 is not None or b8 is not None):
-        shape = tuple(w8.shape) if w8 is not None else None
-        notes.append(f"fc8 from the file ignored (drop_fc8): fc8.weight {shape}")
-        for key in ("fc8.weight", "fc8.bias"):
-            given.pop(key, None)
-    elif (
-        model.fc8 is not None
-        and w8 is not None
-        and b8 is not None
-        and w8.shape != expected["fc8.weight"]
-        and w8.dim() == 2
-        and w8.shape[1] == model.feature_dim
-        and tuple(b8.shape) == (w8.shape[0],)
-    ):
-        notes.append(
-            f"fc8 re-initialised: the file has {w8.shape[0]} classes, the model {model.num_classes}"
-        )
-        for key in ("fc8.weight", "fc8.bias"):
-            given.pop(key), expected.pop(key)  # the model keeps its fresh fc8
-    missing = sorted(set(expected) - set(given))
-    extra = sorted(set(given) - set(expected))
-    wrong = [
-        f"{k}: expected {tuple(expected[k])}, got {tuple(given[k].shape)}"
-        for k in expected
-        if k in given and given[k].shape != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if extra:
-        problems.append(f"unexpected keys {extra}")
-    if wrong:
-        problems.append("mis-shaped keys: " + "; ".join(wrong))
-    if problems:
-        hint = ""
-        if tuple(model.channels) != (64, 128, 256, 512, 512):
-            hint = " (Sports-1M weights need the full-width Caffe C3D: backbone=c3d)"
-        raise WeightsError(
-            f"{source} does not fit C3D{model.channels}{hint}: " + "; ".join(problems)
-        )
-    bad = [k for k in expected if not torch.isfinite(given[k]).all()]
-    if bad:
-        raise WeightsError(f"{source}: non-finite values in {bad}")
-    with torch.no_grad():
-        own = model.state_dict()
-        for k in expected:
-            own[k].copy_(given[k].to(own[k].dtype))
-    return notes
-
-
 def build_c3d(
     *,
     weights: str | None = None,
@@ -304,13 +280,20 @@ def build_c3d(
     fc_dim: int = 4096,
     dropout: float = 0.5,
     init_seed: int = 0,
+    mean_bgr: Sequence[float] | None = None,
+    mean_cube: str | None = None,
 ) -> C3D:
     """Build C3D and load ``weights`` (c3d.pickle layout or safetensors) if given.
 
     Without a file every parameter is drawn from a generator seeded with ``init_seed`` (so two
     runs build identical networks) and a loud warning says the features are not Sports-1M ones.
-    ``model.weights_id`` records ``"random-init"`` or ``"<file name> sha256:<hex>"``.
+    ``model.weights_id`` records ``"random:<init_seed>"`` or ``"<file name> sha256:<hex>"``.
+    ``mean_bgr`` / ``mean_cube`` set its preprocessing (:func:`c3d_preprocessing`; None = the
+    Sports-1M channel means). The file is read with :func:`gifemo.backbones.weights.read_state_dict`
+    (never unpickles code) and checked key by key (:func:`gifemo.backbones.weights.load_checked`);
+    fc8 may differ: dropped with ``drop_fc8``, re-initialised for another ``num_classes``.
     """
+    preprocessing = c3d_preprocessing(mean_bgr=mean_bgr, mean_cube=mean_cube)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         model = C3D(
@@ -319,6 +302,8 @@ def build_c3d(
             channels=channels,
             fc_dim=fc_dim,
             dropout=dropout,
+            preprocessing=preprocessing,
+            init_seed=init_seed,
         )
     if weights is None:
         message = (
@@ -329,7 +314,13 @@ def build_c3d(
         log.warning(message)
         return model
     state = read_state_dict(weights)
-    for note in load_c3d_weights(model, state, source=str(weights)):
+    hint = ""
+    if tuple(model.channels) != (64, 128, 256, 512, 512):
+        hint = " (Sports-1M weights need the full-width Caffe C3D: backbone=c3d)"
+    notes = load_checked(
+        model, state, source=str(weights), head="fc8", arch=f"C3D{model.channels}", hint=hint
+    )
+    for note in notes:
         warnings.warn(f"{Path(weights).name}: {note}", stacklevel=2)
         log.warning("%s: %s", Path(weights).name, note)
     model.weights_id = weights_identity(weights)
