@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from gifemo.data import synthetic
+from gifemo.data.clips import AllClips
 from gifemo.data.metadata import load_dataset, read_dataset, read_folder
 from gifemo.data.synthetic import MARKER, Size, clip_count, generate, resolve_size
 from gifemo.emotions import EMOTION_INDEX, POSITIVE_EMOTIONS
@@ -92,6 +93,23 @@ def test_default_size_budget():
 )
 def test_clip_count(n, clips):
     assert clip_count(n) == clips
+    # the sampler decides, not a second copy of 16 and 8
+    assert clip_count(n, AllClips(clip_len=8, stride=4)) == AllClips(clip_len=8, stride=4).count(n)
+
+
+def test_synthetic_app_generates_and_prints_counts(tmp_path, capsys):
+    from gifemo.apps.synthetic import main
+
+    assert main(["--out", str(tmp_path), "--size", "tiny", "--parts", "candidates"]) == 0
+    line = capsys.readouterr().out.strip()
+    frames = [
+        json.loads(x)["synthetic"]["n_frames"]
+        for x in (tmp_path / "candidates" / "metadata.jsonl").read_text().splitlines()
+    ]
+    assert line == (
+        f"{tmp_path / 'candidates'}: 40 GIFs, {sum(frames)} frames, "
+        f"{sum(clip_count(f) for f in frames)} clips"
+    )
 
 
 def test_latent_structure():

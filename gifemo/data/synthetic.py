@@ -1,7 +1,7 @@
 """The generated default dataset: real animated GIFs with GIFGIF-like emotions and tags.
 
-No real GIFGIF data can be downloaded here, so ``python -m gifemo.data.synthetic --out DIR``
-writes three datasets in the formats of DESIGN §2:
+No real GIFGIF data can be downloaded here, so ``python -m gifemo synthetic --out DIR``
+(:mod:`gifemo.apps.synthetic`) writes three datasets in the formats of DESIGN §2:
 
 - ``DIR/gifgif/``      GIFGIF style: ``[mu, sigma]`` TrueSkill-like scores for all 17 emotions;
 - ``DIR/gifgif_plus/`` GIFGIF+ style: binary ``emotions`` + ``cartoon`` + ``multi_scene``;
@@ -30,7 +30,8 @@ part])``, so each part is deterministic for a seed and independent of the others
    cartoons) and zero to two noise tags from a Zipf-distributed pool (most fall under the
    0.5 % dictionary threshold). So ≈ 25 % of the GIFs carry no emotion tag, and Table 1's lists
    overlap within a cluster: tags tell the cluster, rarely the emotion.
-6. *Pixels* show (v, a) + N(0, 0.9² I) (``VISUAL_NOISE``) — information the tags lack, blurred —
+6. *Pixels* (rendered by :mod:`gifemo.data.synthetic_render`) show (v, a) + N(0, 0.9² I)
+   (``VISUAL_NOISE``) — information the tags lack, blurred —
    through strong, global, low-frequency cues that survive a randomly initialised C3D:
    background hue from valence (warm yellow-orange ↔ cool blue-violet) and brightness
    (positive brighter); a large blob whose brightness follows valence (light ↔ dark), whose
@@ -50,8 +51,6 @@ reused, one whose marker differs is replaced, and a folder without a marker is n
 
 from __future__ import annotations
 
-import argparse
-import colorsys
 import json
 import math
 import os
@@ -63,8 +62,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from gifemo.data.clips import AllClips
+from gifemo.data.synthetic_render import render_gif
 from gifemo.data.tags import GENERIC_TAGS, TABLE1_TAGS
 from gifemo.emotions import EMOTIONS, MU0, N_EMOTIONS, SIGMA0
 
@@ -76,7 +76,6 @@ _PART_ID = {p: i for i, p in enumerate(PARTS)}
 W_AFFECT = 1.0  # weight of the (valence, arousal) projection in the intensities (step 3)
 W_PRIMARY = 2.5  # weight of the primary-emotion indicator (step 3)
 P_EMOTION_TAGS = 0.75  # probability that a GIF carries tags of its primary emotion (step 5)
-VISUAL_NOISE = 0.9  # std of the noise between the latent affect and what the pixels show (step 6)
 
 # (valence, arousal) prototypes, EMOTIONS order
 PROTOTYPES = np.array(
@@ -155,10 +154,10 @@ def resolve_size(size: str | dict[str, Any] | Size) -> Size:
     return replace(base, **d)
 
 
-def clip_count(n_frames: int) -> int:
-    """Number of 16-frame clips (stride 8) of a loop-padded GIF of ``n_frames`` (DESIGN §3)."""
-    length = max(16, 8 * math.ceil(n_frames / 8))
-    return (length - 16) // 8 + 1
+def clip_count(n_frames: int, sampler: AllClips | None = None) -> int:
+    """Number of clips of a GIF of ``n_frames`` under ``sampler`` (default: the paper's
+    :class:`~gifemo.data.clips.AllClips`, 16 frames, stride 8, loop padding)."""
+    return (sampler or AllClips()).count(n_frames)
 
 
 # -- the latent model -------------------------------------------------------------------------
@@ -231,110 +230,6 @@ def sample_tags(rng: np.random.Generator, primary: str, *, cartoon: bool) -> lis
         tags.append(f"{_NOISE_WORDS[j % len(_NOISE_WORDS)]} {j}")
     tags = list(dict.fromkeys(tags))
     return [t.title() if rng.random() < 0.1 else t for t in tags]
-
-
-# -- rendering --------------------------------------------------------------------------------
-
-
-def _hsv(h: float, s: float, v: float) -> list[int]:
-    return [
-        round(255 * c) for c in colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0), 1), min(max(v, 0), 1))
-    ]
-
-
-def _sig(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def _scene_palette(v: float, rng: np.random.Generator) -> list[list[int]]:
-    """8 background shades: hue warm (v > 0) ↔ cool (v < 0), brighter for positive valence."""
-    hue = 0.11 + 0.55 * _sig(-2.5 * v) + rng.normal(0, 0.02)
-    val = 0.35 + 0.5 * _sig(2.0 * v)
-    return [_hsv(hue, 0.75, val * (0.7 + 0.3 * k / 7)) for k in range(8)]
-
-
-def _background(rng: np.random.Generator, h: int, w: int, textured: bool, base: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    angle = rng.uniform(0, 2 * math.pi)
-    g = np.cos(angle) * yy / h + np.sin(angle) * xx / w
-    g = (g - g.min()) / max(g.max() - g.min(), 1e-9)
-    shade = np.floor(g * 7.999)
-    if textured:
-        shade = np.clip(shade + rng.integers(-1, 2, size=(h, w)), 0, 7)
-    return (base + shade).astype(np.uint8)
-
-
-def render_gif(rng: np.random.Generator, path: Path, *, va: np.ndarray, n_frames: int, h: int, w: int,
-               cartoon: bool, multi_scene: bool) -> dict[str, Any]:  # fmt: skip
-    """Draw and save one animated GIF (palette images, Pillow writer); returns its container facts."""
-    v, a = (float(x) for x in va + rng.normal(0.0, VISUAL_NOISE, size=2))  # what the pixels show
-    v_look = v + rng.normal(0, 0.25)
-    palette = _scene_palette(v, rng) + _scene_palette(v + rng.normal(0, 0.5), rng)  # 0-7, 8-15
-    palette += [
-        _hsv(
-            0.14 if v_look > 0 else 0.75, 0.35 if v_look > 0 else 0.6, 0.97 if v_look > 0 else 0.2
-        ),  # 16 blob
-        [0, 0, 0],  # 17 outline
-        [255, 255, 255],  # 18 mark A
-        [0, 0, 0],  # 19 mark B
-        _hsv(rng.random(), 0.8, 0.8),  # 20 second character
-        [255, 0, 255],  # 21 transparent
-    ]
-    scenes = [_background(rng, h, w, not cartoon, 0), _background(rng, h, w, not cartoon, 8)]
-    cut = n_frames // 2 if multi_scene and n_frames >= 4 else n_frames
-    radius = min(h, w) * (0.14 + 0.14 * _sig(1.5 * a))
-    speed = 0.012 * math.exp(1.6 * a)  # cycles per frame
-    ph = rng.uniform(0, 2 * math.pi, size=2)
-    square = v_look < 0
-    transparent = rng.random() < 0.15
-    border = max(2, min(h, w) // 16)
-    yy, xx = np.mgrid[0:h, 0:w]
-    frames = []
-    for t in range(n_frames):
-        idx = scenes[0 if t < cut else 1].copy()
-        cy = h / 2 + 0.3 * h * math.sin(2 * math.pi * speed * t + ph[0])
-        cx = w / 2 + 0.3 * w * math.sin(2 * math.pi * speed * 1.3 * t + ph[1])
-        if square:
-            d = np.maximum(np.abs(yy - cy), np.abs(xx - cx))
-        else:
-            d = np.hypot(yy - cy, xx - cx)
-        if cartoon:
-            idx[d <= radius + max(1.0, radius / 8)] = 17
-        idx[d <= radius] = 16
-        if t >= cut:  # the second scene has a second character
-            d2 = np.hypot(yy - (h - cy), xx - (w - cx))
-            idx[d2 <= radius * 0.6] = 20
-        idx[0:2, 0:2] = 18 + (t % 2)
-        if transparent:
-            idx[:border, 2:] = idx[-border:, :] = 21
-        frames.append(Image.fromarray(idx, mode="P"))
-    flat = [c for rgb in palette for c in rgb]
-    for im in frames:
-        im.putpalette(flat)
-    base_delay = int(rng.choice([0, 20, 30, 40, 50, 60, 70, 80, 100, 120, 150, 200],
-                                p=[0.05, 0.08, 0.1, 0.14, 0.12, 0.12, 0.1, 0.1, 0.08, 0.05, 0.03, 0.03]))  # fmt: skip
-    if rng.random() < 0.1 and base_delay > 0:
-        delays = [max(10, base_delay + 10 * int(k)) for k in rng.integers(-2, 3, size=n_frames)]
-    else:
-        delays = [base_delay] * n_frames
-    kw: dict[str, Any] = {
-        "save_all": True,
-        "append_images": frames[1:],
-        "duration": delays,
-        "loop": 0,
-    }
-    if transparent:
-        kw["transparency"] = 21
-    if rng.random() < 0.2:
-        kw["disposal"] = 2
-    frames[0].save(path, format="GIF", **kw)
-    return {
-        "n_frames": n_frames,
-        "delays_ms": delays,
-        "height": h,
-        "width": w,
-        "transparent": transparent,
-    }
 
 
 # -- parts ------------------------------------------------------------------------------------
@@ -458,22 +353,3 @@ def summary(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
                 "clips": sum(clip_count(f) for f in frames),
             }
     return res
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m gifemo.data.synthetic", description=__doc__.split("\n")[0]
-    )
-    ap.add_argument("--out", required=True, help="output folder (parts are written beneath it)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", default="default", choices=sorted(SIZES))
-    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    args = ap.parse_args(argv)
-    out = generate(args.out, seed=args.seed, size=args.size, parts=args.parts)
-    for part, c in summary(out).items():
-        print(f"{out / part}: {c['gifs']} GIFs, {c['frames']} frames, {c['clips']} clips")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
