@@ -24,8 +24,11 @@ drops their labels. Every problem raises :class:`MetadataError` naming file, lin
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,9 @@ class GifDataset:
     kind: str
     records: list[GifRecord]
     name: str
+    # files found but not listed as records ({"id", "path", "reason"}: symlink loops, dangling
+    # links, unreadable folders); extraction records them in failures.jsonl
+    unlisted: list[dict[str, str]] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -284,17 +290,73 @@ def read_dataset(
     return GifDataset(root=root, kind=kind, records=records, name=name or root.name)
 
 
+def _unlisted(root: Path, path: Path, reason: str) -> dict[str, str]:
+    rel = path.relative_to(root)
+    return {"id": rel.with_suffix("").as_posix(), "path": str(path), "reason": reason}
+
+
+def _walk_files(root: Path, suff: tuple[str, ...]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Regular files under ``root`` with a suffix in ``suff``, following folder symlinks once
+    each; and every entry left out, with the reason (loops, dangling links, …)."""
+    found: list[Path] = []
+    unlisted: list[dict[str, str]] = []
+    seen = {os.path.realpath(root)}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            unlisted.append(_unlisted(root, folder, f"folder cannot be read ({e.strerror})"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            wanted = path.suffix.lower() in suff
+            try:
+                mode = os.stat(path).st_mode  # follows symlinks
+            except OSError as e:
+                if wanted or entry.is_symlink():
+                    if e.errno == errno.ELOOP:
+                        what = "symlink loop"
+                    elif e.errno == errno.ENOENT and entry.is_symlink():
+                        what = "dangling symlink (its target does not exist)"
+                    else:
+                        what = f"cannot be read ({e.strerror})"
+                    unlisted.append(_unlisted(root, path, what))
+                continue
+            if stat.S_ISDIR(mode):
+                real = os.path.realpath(path)
+                if real in seen:
+                    unlisted.append(
+                        _unlisted(
+                            root, path, f"folder link to {real}, already listed: not followed"
+                        )
+                    )
+                    continue
+                seen.add(real)
+                stack.append(path)
+                if wanted:
+                    unlisted.append(_unlisted(root, path, "a folder, not a file"))
+            elif wanted and stat.S_ISREG(mode):
+                found.append(path)
+            elif wanted:
+                unlisted.append(_unlisted(root, path, "not a regular file"))
+    return sorted(found), sorted(unlisted, key=lambda u: u["path"])
+
+
 def read_folder(
     root: str | Path, *, suffixes: tuple[str, ...] = GIF_SUFFIXES, name: str | None = None
 ) -> GifDataset:
-    """Every file under ``root`` (recursively) whose suffix is in ``suffixes`` → unlabelled
-    records, sorted by path; the id is the relative path without its suffix (``a/b`` for
-    ``root/a/b.gif``)."""
+    """Every file under ``root`` (recursively, following folder symlinks once) whose suffix is
+    in ``suffixes`` → unlabelled records, sorted by path; the id is the relative path without
+    its suffix (``a/b`` for ``root/a/b.gif``). Entries that are not readable regular files
+    (symlink loops, dangling links, folder links already listed, unreadable folders) are in
+    ``GifDataset.unlisted`` with the reason."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise MetadataError(root, None, None, "GIF folder not found")
     suff = tuple(s.lower() for s in suffixes)
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suff)
+    paths, unlisted = _walk_files(root, suff)
     if not paths:
         raise MetadataError(
             root, None, None, f"no files with suffix {'/'.join(suff)} in the folder"
@@ -307,7 +369,9 @@ def read_folder(
         )
         for p in paths
     ]
-    return GifDataset(root=root, kind="folder", records=records, name=name or root.name)
+    return GifDataset(
+        root=root, kind="folder", records=records, name=name or root.name, unlisted=unlisted
+    )
 
 
 _SYNTHETIC_SUBDIR = {
