@@ -10,8 +10,9 @@ e.g. the generated ``candidates/`` part) the way Giphy's search API does (DESIGN
 - GIF objects with Giphy's fields, **numbers as strings**, no tags, media URLs with a
   per-reply ``?cid=…&rid=giphy.gif&ct=g`` query string; ``aliases`` extra ids that serve
   byte-identical files (Giphy has re-uploads);
-- ``limit`` is capped at ``max_limit`` (50, beta keys), ``offset`` > ``max_offset`` (4999)
-  and ``q`` over 50 characters are HTTP 400, a missing or wrong ``api_key`` is HTTP 401;
+- ``limit`` is capped at ``max_limit`` (50, beta keys), a query serves at most its first
+  ``max_offset`` + 1 (5000) results, ``offset`` > ``max_offset`` (4999) and ``q`` over 50
+  characters are HTTP 400, a missing or wrong ``api_key`` is HTTP 401;
 - ``pagination.total_count`` is left out of every ``drop_total_every``-th reply;
 - injected faults by search-request number (1-based): ``"429"`` (HTTP 429 with
   ``{"meta": {"status": 429}}``), ``"429bare"`` (HTTP 429 with a bare ``{"message"}``),
@@ -116,7 +117,7 @@ class FakeGiphy:
 
     def served_ids(self, queries: Iterable[str], *, max_per_query: int = 10**9) -> set[str]:
         """The unique ids a full collection of ``queries`` can reach (offset cap included)."""
-        reach = self.max_offset + self.max_limit
+        reach = self.max_offset + 1  # a query yields at most ~5000 results (offset <= 4999)
         return {i for q in queries for i in self.matches(q)[: min(max_per_query, reach)]}
 
     # -- replies ---------------------------------------------------------------------------
@@ -159,7 +160,7 @@ class FakeGiphy:
 
     def search_reply(self, q: str, limit: int, offset: int, base: str, n: int) -> dict[str, Any]:
         ids = self.matches(q)
-        page = ids[offset : offset + min(limit, self.max_limit)]
+        page = ids[: self.max_offset + 1][offset : offset + min(limit, self.max_limit)]
         pag: dict[str, Any] = {"total_count": len(ids), "count": len(page), "offset": offset}
         if self.drop_total_every and n % self.drop_total_every == 0:
             del pag["total_count"]
@@ -184,7 +185,7 @@ class FakeGiphy:
         return self.base + "/v1"
 
     def start(self, port: int = 0) -> FakeGiphy:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self._server = _Server(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -227,6 +228,14 @@ class FakeGiphy:
             return first
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up: normal
+            super().handle_error(request, client_address)
+
+
 def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -267,7 +276,6 @@ def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
             key_ok = bool(key) and (fake.api_key is None or key == fake.api_key)
             n = fake._next_search()
             fault = fake.faults.get(n)
-            time.sleep(fake.slow_s if fault == "slow" else fake.latency_s)
             status: int = 200
             obj: Any = None
             headers: dict[str, str] = {}
@@ -301,7 +309,8 @@ def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
                     )
                 else:
                     obj = fake.search_reply(q, int(limit), int(offset), fake.base, n)
-            fake._record(FakeRequest("search", qs, status, key_ok))
+            fake._record(FakeRequest("search", qs, status, key_ok))  # counted when it arrives
+            time.sleep(fake.slow_s if fault == "slow" else fake.latency_s)
             if fault == "badjson" and status == 200:
                 self._send(200, b'{"data": [', "application/json")
             else:
