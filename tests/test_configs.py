@@ -13,14 +13,26 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-# Groups chosen on the command line as `group=option`; `hydra` is Hydra's own settings.
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+# Groups of train.py chosen on the command line as `group=option` (its defaults list; `hydra` is
+# Hydra's own settings). Other primary configs (collect.yaml) have groups of their own.
+GROUPS = sorted(
+    key
+    for entry in OmegaConf.load(CONF / "train.yaml").defaults
+    if not isinstance(entry, str)
+    for key in entry
+    if key != "hydra"
+)
 
 
 def options(group: str) -> list[str]:
-    """Every option of a group, nested ones as `sub/name` (conf/experiment/table2/cmtl.yaml)."""
+    """Every option of a group, nested ones as `sub/name` (conf/experiment/table2/cmtl.yaml).
+    Files named `_*.yaml` are bases that options list in their `defaults:`, not options."""
     root = CONF / group
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+    return sorted(
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in root.rglob("*.yaml")
+        if not p.name.startswith("_")
+    )
 
 
 # The full-size C3D (80 M parameters, random init) takes seconds to build: slow suite only.
@@ -84,6 +96,8 @@ def test_groups_are_complete() -> None:
         "hparams_search",
         "experiment",
         "paths",
+        "optimizer",
+        "callbacks",
     }
     assert want <= set(GROUPS), f"missing groups: {want - set(GROUPS)}"
     assert {"lasso", "trace", "cmtl", "gp", "unsorted", "ridge"} <= set(options("model"))
@@ -116,9 +130,14 @@ def test_option_composes_and_instantiates(
     # the group's own object(s) are among what was built
     if group in ("data", "backbone") or (group == "trainer" and torch.cuda.is_available()):
         assert group in built
-    if group == "model" and option not in ("finetune", "svm"):
-        assert "model.estimator" in built
-        assert hasattr(built["model.estimator"], "fit")
+    if group == "model":
+        # every model names its runner by _target_ (a partial called with the config)
+        assert callable(built["model.runner"]) and built["model.runner"].args == ()
+        runner = built["model.runner"].func
+        want = {"finetune": "finetune", "svm": "svm"}.get(option, "features")
+        assert runner.__module__ == f"gifemo.runners.{want}" and runner.__name__ == "run"
+        if option != "finetune":
+            assert hasattr(built["model.estimator"], "fit")
     if group == "logger":
         assert ("logger" in built) == (option != "none")
     if group == "hparams_search":
@@ -175,7 +194,7 @@ def test_table2_experiment_lists_the_papers_methods(data_dir: Path, tmp_path: Pa
 
 
 def test_list_valued_hyperparameters_form_the_cv_grid(data_dir: Path, tmp_path: Path) -> None:
-    from gifemo.train import param_grid
+    from gifemo.runners.features import param_grid
 
     cfg = compose_train(
         [
@@ -191,6 +210,70 @@ def test_list_valued_hyperparameters_form_the_cv_grid(data_dir: Path, tmp_path: 
     assert param_grid(cfg) == {"rho": 0.5}
 
 
+def test_model_svm_builds_the_binary_relevance_svm_of_its_config(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from gifemo.models.svm import BinaryRelevanceSVM
+
+    cfg = compose_train(
+        [
+            *base_overrides(data_dir, tmp_path),
+            "model=svm",
+            "data=gifgif_plus",
+            "model.estimator.C=0.25",
+        ]
+    )
+    svm = instantiate(cfg.model.estimator, random_state=cfg.seed)
+    assert isinstance(svm, BinaryRelevanceSVM)
+    assert svm.get_params() == {
+        "C": 0.25, "class_weight": "balanced", "loss": "squared_hinge", "max_iter": 10000,
+        "tol": 1e-4, "random_state": 0,
+    }  # fmt: skip
+    assert cfg.model.test_fraction == 0.2 and cfg.data.kind == "gifgif_plus"
+
+
+def test_model_finetune_builds_optimizer_and_callbacks_from_config(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The optimiser and ModelCheckpoint/EarlyStopping come from their groups' `_target_`s; a
+    group option or a key override changes what is built; callbacks=none builds none."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from gifemo.runners.finetune import build_callbacks
+
+    base = [*base_overrides(data_dir, tmp_path), "model=finetune", "data=gifgif_plus"]
+    cfg = compose_train([*base, "callbacks.early_stopping.patience=2"])
+    checkpoint, stopping = build_callbacks(cfg)
+    assert isinstance(checkpoint, ModelCheckpoint) and isinstance(stopping, EarlyStopping)
+    assert Path(checkpoint.dirpath) == tmp_path / "checkpoints"
+    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/mAP", "max", True)
+    assert (stopping.monitor, stopping.patience) == ("val/mAP", 2)
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert type(instantiate(cfg.optimizer)(params)) is torch.optim.AdamW
+    sgd = compose_train([*base, "optimizer=sgd", "callbacks=none"])
+    assert build_callbacks(sgd) == []
+    opt = instantiate(sgd.optimizer)(params, lr=0.1)
+    assert type(opt) is torch.optim.SGD and opt.defaults["momentum"] == 0.9
+    # the tiny experiment drops early stopping only
+    tiny = compose_train([*base_overrides(data_dir, tmp_path), "experiment=finetune_tiny"])
+    assert [type(c) for c in build_callbacks(tiny)] == [ModelCheckpoint]
+
+
+def test_bases_are_shared_not_copied() -> None:
+    """Each option file holds only what differs from its base (no estimator/data block copies)."""
+    for name in ("lasso", "ridge", "trace", "cmtl"):
+        own = OmegaConf.load(CONF / "model" / f"{name}.yaml")
+        assert list(own.defaults) == ["_mtl"]
+        assert set(own.estimator) <= {"penalty", "k_trace_rho"}
+        assert set(own.estimator.penalty) == {"_target_"}
+    for name in ("visual", "tag", "visual_tag"):
+        own = OmegaConf.load(CONF / "features" / f"{name}.yaml")
+        assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "name"}
+    for name in options("data"):
+        own = OmegaConf.load(CONF / "data" / f"{name}.yaml")
+        assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "kind"}
+
+
 def test_every_config_file_is_documented() -> None:
     """Each YAML file of the runner's groups opens with a comment (what it is, how to use it)."""
     mine = [
@@ -202,6 +285,9 @@ def test_every_config_file_is_documented() -> None:
         "logger",
         "hparams_search",
         "experiment",
+        "optimizer",
+        "callbacks",
+        "data",
     ]
     files = [CONF / "train.yaml"] + [f for d in mine[1:] for f in (CONF / d).rglob("*.yaml")]
     undocumented = [

@@ -97,7 +97,7 @@ DDP_SCRIPT = """
 import json, sys
 sys.path.insert(0, {root!r})
 from hydra import compose, initialize_config_dir
-from gifemo.runners.finetune import run_finetune
+from gifemo.runners.finetune import run as run_finetune
 with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
     cfg = compose("train", overrides=sys.argv[1:])
 metrics, objects = run_finetune(cfg)

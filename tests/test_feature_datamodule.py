@@ -1,17 +1,20 @@
-"""FeatureDataModule: rows, dropped GIFs, labels, tag dictionary on training rows, blocks."""
+"""Feature arrays: rows, dropped GIFs, labels, tag dictionary on training rows, blocks; the
+SVM baseline's binary features and labels."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gifemo.features.datamodule import FeatureDataModule, build_feature_arrays
 from gifemo.data.metadata import GifDataset, GifRecord
 from gifemo.data.tags import TagDictionary
-from gifemo.emotions import N_EMOTIONS
+from gifemo.emotions import EMOTIONS, N_EMOTIONS
 from gifemo.eval.protocol import make_protocol
+from gifemo.features.datamodule import build_feature_arrays, load_features_and_labels
 from gifemo.features.store import FeatureStore
 
 
@@ -57,7 +60,9 @@ def test_arrays_rows_labels_and_dictionary(tmp_path):
     with pytest.warns(
         RuntimeWarning, match=r"g003 \(truncated header\).*g010 \(not in the store\)"
     ):
-        a = build_feature_arrays(ds, store, features="visual+tag", seed=4, tag_min_fraction=0.05)
+        a = build_feature_arrays(
+            ds, store, protocol=protocol(4), features="visual+tag", tag_min_fraction=0.05
+        )
     kept = [r for r in ds.records if r.id not in ("g003", "g010")]
     assert a.ids == [r.id for r in kept] and a.dropped == ["g003", "g010"]
     y = np.stack([r.scores[:, 0] - 3 * r.scores[:, 1] for r in kept])
@@ -80,29 +85,61 @@ def test_arrays_rows_labels_and_dictionary(tmp_path):
 def test_feature_kinds_and_errors(tmp_path):
     ds = make_dataset(40, seed=1)
     store = make_store(tmp_path, ds)
-    assert build_feature_arrays(ds, store, features="visual").X.shape == (40, 8)
-    t = build_feature_arrays(ds, None, features="tag", tag_min_fraction=0.0)
+    split = protocol(0)
+    assert build_feature_arrays(ds, store, protocol=split, features="visual").X.shape == (40, 8)
+    t = build_feature_arrays(ds, None, protocol=split, features="tag", tag_min_fraction=0.0)
     assert t.X.shape[1] == len(t.dictionary.vocabulary_) and t.blocks == [t.X.shape[1]]
     with pytest.raises(ValueError, match="features must be one of"):
-        build_feature_arrays(ds, store, features="audio")
+        build_feature_arrays(ds, store, protocol=split, features="audio")
     with pytest.raises(ValueError, match="needs a feature store"):
-        build_feature_arrays(ds, None, features="visual")
+        build_feature_arrays(ds, None, protocol=split, features="visual")
     plus = GifDataset(root=ds.root, kind="gifgif_plus", records=ds.records, name="plus")
     with pytest.raises(ValueError, match="gifgif_plus"):
-        build_feature_arrays(plus, store)
+        build_feature_arrays(plus, store, protocol=split)
 
 
-def test_datamodule_loaders(tmp_path):
-    ds = make_dataset(50, seed=2)
-    dm = FeatureDataModule(
-        ds, make_store(tmp_path, ds), features="visual+tag", seed=0, batch_size=16
+def test_load_features_and_labels_aligns_rows_with_a_naive_loop(tmp_path):
+    """GIFGIF+ emotions → Y; X = each kept GIF's store row (store order differs from the
+    dataset's); decode failures are dropped with a warning naming them."""
+    ds = make_dataset(30, seed=3)
+    rng = np.random.default_rng(5)
+    emotions = [
+        frozenset(np.array(EMOTIONS)[rng.random(N_EMOTIONS) < 0.2].tolist()) for _ in ds.records
+    ]
+    plus = GifDataset(
+        root=ds.root,
+        kind="gifgif_plus",
+        records=[
+            dataclasses.replace(r, scores=None, emotions=e)
+            for r, e in zip(ds.records, emotions, strict=True)
+        ],
+        name="plus",
     )
-    dm.setup("fit")
-    a = dm.arrays
-    batch = next(iter(dm.train_dataloader()))
-    assert batch["x"].shape[1] == a.X.shape[1] and batch["y"].shape[1] == N_EMOTIONS
-    assert batch["mask"].dtype.is_floating_point is False
-    rows = batch["index"].numpy()
-    np.testing.assert_array_equal(batch["mask"].numpy(), a.train_mask[rows])
-    test_rows = np.concatenate([b["index"].numpy() for b in dm.test_dataloader()])
-    assert set(test_rows) == set(np.concatenate(a.test_rows).tolist())
+    store = make_store(tmp_path, plus, missing=("g004", "g017"))
+    with pytest.warns(RuntimeWarning, match=r"g004 \(truncated header\).*g017"):
+        X, Y, ids = load_features_and_labels(plus, store)
+    want_ids, want_x, want_y = [], [], []
+    for r, e in zip(plus.records, emotions, strict=True):
+        if r.id in ("g004", "g017"):
+            continue
+        want_ids.append(r.id)
+        want_x.append(store.visual[store.ids.index(r.id)])
+        want_y.append([name in e for name in EMOTIONS])
+    assert ids == want_ids
+    assert X.dtype == np.float32 and X.shape == (28, 8)
+    np.testing.assert_array_equal(X, np.array(want_x))
+    np.testing.assert_array_equal(Y, np.array(want_y))
+    # a GIFGIF-style dataset gives its positives y > 25; an unlabelled one is refused
+    _, Y2, ids2 = load_features_and_labels(ds, make_store(tmp_path / "s2", ds))
+    assert ids2 == ds.ids()
+    kept = [ds.records[ds.index_of(g)] for g in ids2]
+    np.testing.assert_array_equal(
+        Y2, np.stack([r.scores[:, 0] - 3 * r.scores[:, 1] > 25 for r in kept])
+    )
+    unlabelled = GifDataset(root=ds.root, kind="unlabelled", records=ds.records, name="u")
+    with pytest.raises(ValueError, match="unlabelled"):
+        load_features_and_labels(unlabelled, store)
+
+
+def protocol(seed):
+    return functools.partial(make_protocol, seed=seed)

@@ -325,7 +325,7 @@ def test_random_ranking_map_matches_monte_carlo():
 def _run(tmp_path, name, *extra):
     from hydra import compose, initialize_config_dir
 
-    from gifemo.runners.finetune import run_finetune
+    from gifemo.runners.finetune import run as run_finetune
 
     conf = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf")
     # 120 tiny GIFs: 67 train / 29 val / 24 test. Two epochs on frozen random C3D features, then

@@ -15,7 +15,7 @@ from gifemo.features.datamodule import build_feature_arrays
 from gifemo.models.estimators import GPRegressor, MTLRegressor, UnsortedBaseline
 from gifemo.models.penalties import Ridge
 from gifemo.models.saved import load_model, save_model, score_dataset
-from tests.test_feature_datamodule import make_dataset, make_store
+from tests.test_feature_datamodule import make_dataset, make_store, protocol
 
 
 @pytest.fixture
@@ -23,7 +23,9 @@ def fitted(tmp_path):
     ds = make_dataset(50, seed=3)
     store = make_store(tmp_path / "store", ds, missing=("g007",))
     with pytest.warns(RuntimeWarning, match="g007"):
-        a = build_feature_arrays(ds, store, features="visual+tag", seed=1, tag_min_fraction=0.05)
+        a = build_feature_arrays(
+            ds, store, protocol=protocol(1), features="visual+tag", tag_min_fraction=0.05
+        )
     est = MTLRegressor(Ridge, rho=1.0, tol=1e-6).fit(a.X, a.Y, a.train_mask)
     return ds, store, a, est
 

@@ -14,7 +14,8 @@ from gifemo.eval.multilabel import (
     summarise,
 )
 from gifemo.eval.splits import holdout_split
-from gifemo.models.svm import BinaryRelevanceSVM, evaluate_svm
+from gifemo.models.svm import BinaryRelevanceSVM
+from gifemo.runners.svm import evaluate_svm
 
 
 def _toy(seed: int, n: int = 60, t: int = 5, ties: bool = False):

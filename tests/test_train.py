@@ -1,4 +1,4 @@
-"""gifemo.train end to end on the tiny generated dataset with a tiny C3D; tracking; sweeps.
+"""train.py (gifemo.runners) end to end on the tiny generated dataset with a tiny C3D; tracking; sweeps.
 
 Every run here uses ``data.synthetic_size=tiny`` and ``backbone=c3d_tiny`` (a few seconds to
 generate and extract once per session) and ``trainer.fast_dev_run=true`` (the closed-form
@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from gifemo.emotions import EMOTIONS
 from gifemo.runners import tracking
-from gifemo.train import objective, train
+from gifemo.runners.train import objective, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -120,8 +120,8 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
     from hydra.utils import instantiate
 
     from gifemo.features.datamodule import feature_blocks
-    from gifemo.runners.extract import extract
     from gifemo.models.saved import load_model, score_dataset
+    from gifemo.runners.extract import extract
 
     objects = trained["objects"]
     model = load_model(trained["out"] / "model")

@@ -1,45 +1,39 @@
-"""Precomputed features + labels + the evaluation protocol, for the closed-form recognisers.
+"""Precomputed features + labels + the evaluation protocol's split, for the closed-form recognisers.
 
-Rows are the labelled (GIFGIF-style) GIFs of a dataset that have a row in the feature store,
-in dataset order. GIFs that failed extraction (or are missing from the store) are dropped with
-a warning that names them and the store's reason.
-
+:func:`build_feature_arrays` (GIFGIF-style [μ, σ] scores) — rows are the labelled GIFs of a
+dataset that have a row in the feature store, in dataset order. GIFs that failed extraction (or
+are missing from the store) are dropped with a warning that names them and the store's reason.
 For each row n:
 
-* ``Y[n]`` (17,) = μ − 3σ (:func:`gifemo.data.labels.score_labels`), ``positives = Y > 25``;
-* the protocol (:func:`gifemo.eval.protocol.make_protocol`, seeded by ``seed``) gives the
+* ``Y[n]`` (17,) = μ − 3σ (:meth:`gifemo.data.metadata.GifDataset.labels`), ``positives = Y > 25``;
+* ``protocol(tag_lists, positives)`` — a callable given by the caller, in the runs
+  :func:`gifemo.eval.protocol.make_protocol` configured by ``cfg.protocol`` — gives the
   per-emotion test sets and ``train_mask`` (n, 17);
 * **tag dictionary** — fitted on the *training rows*, the labelled GIFs in no emotion's test
   set (``protocol.training_rows``), so no test GIF's tags shape the vocabulary. (Task i also
   trains on GIFs of other emotions' test sets; their tags are still featurised with this
   dictionary, they just do not choose it.)
-* ``X[n]`` = the ``features`` blocks: ``"visual"`` (the store's C3D fc6, D), ``"tag"`` (the
-  bag of words, V) or ``"visual+tag"`` (their concatenation, D + V, visual first), passed through
-  :class:`gifemo.features.normalise.FeatureNormaliser` (default ``"l2"``: each block unit-norm)
-  fitted on the training rows.
+* ``X[n]`` = the ``features`` blocks: ``"visual"`` (the store's backbone features, D), ``"tag"``
+  (the bag of words, V) or ``"visual+tag"`` (their concatenation, D + V, visual first), passed
+  through :class:`gifemo.features.normalise.FeatureNormaliser` (default ``"l2"``: each block
+  unit-norm) fitted on the training rows.
 
-:class:`FeatureDataModule` wraps :func:`build_feature_arrays` as a LightningDataModule:
-``setup()`` builds ``.arrays`` (what train.py hands to the estimators) and the dataloaders
-yield dict batches {"x", "y", "mask", "index"} for gradient-based heads.
+:func:`load_features_and_labels` — binary labels (GIFGIF+ emotions, or y > 25 of GIFGIF scores)
+aligned with the store's visual rows: what the SVM baseline trains on.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from gifemo.data.labels import positives as positives_of
-from gifemo.data.labels import score_labels
 from gifemo.data.metadata import GifDataset
 from gifemo.data.tags import TagDictionary
-from gifemo.eval.protocol import GENERIC_TAGS, EvalProtocol, make_protocol
 from gifemo.features.normalise import FeatureNormaliser
 from gifemo.features.store import FeatureStore
 
@@ -95,6 +89,24 @@ def store_rows(
     return np.array(keep, dtype=np.int64), np.array(rows, dtype=np.int64), dropped
 
 
+class RowSplit(Protocol):
+    """What the features need of the evaluation protocol (:class:`gifemo.eval.protocol.EvalProtocol`)."""
+
+    @property
+    def train_mask(self) -> np.ndarray: ...  # (n, t) bool: row n trains task i
+    @property
+    def test_mask(self) -> np.ndarray: ...  # (n, t) bool: row n is in task i's test set
+    @property
+    def test_rows(self) -> tuple[np.ndarray, ...]: ...  # per task, the rows of its test set
+    @property
+    def training_rows(self) -> np.ndarray: ...  # rows in no test set
+    def summary(self) -> dict[str, Any]: ...
+
+
+# protocol(tag_lists, positives) -> the split; e.g. functools.partial(make_protocol, seed=0)
+ProtocolFn = Callable[[list[tuple[str, ...]], np.ndarray], RowSplit]
+
+
 @dataclass(frozen=True)
 class FeatureArrays:
     """Everything a closed-form recogniser and the evaluation need. n rows, t = 17 tasks."""
@@ -103,7 +115,7 @@ class FeatureArrays:
     X: np.ndarray  # (n, d) float64, normalised
     Y: np.ndarray  # (n, t) y = mu - 3 sigma
     positives: np.ndarray  # (n, t) bool
-    protocol: EvalProtocol
+    protocol: RowSplit
     features: str
     blocks: list[int]  # column sizes of the blocks of X, in order (visual, tag)
     dictionary: TagDictionary | None
@@ -127,24 +139,17 @@ def build_feature_arrays(
     dataset: GifDataset,
     store: FeatureStore | None,
     *,
+    protocol: ProtocolFn,
     features: str = "visual+tag",
-    seed: int = 0,
-    test_fraction: float = 0.33,
-    n_top_tags: int = 10,
-    generic_tags: Iterable[str] = GENERIC_TAGS,
     tag_min_fraction: float = 0.005,
     normalisation: str = "l2",
 ) -> FeatureArrays:
-    """Labels, protocol, tag dictionary (training rows only) and normalised X for ``dataset``.
+    """Labels, the protocol's split, tag dictionary (training rows only) and normalised X.
 
-    ``store`` may be None only for ``features="tag"`` (then every GIF is kept).
+    ``store`` may be None only for ``features="tag"`` (then every GIF is kept). The dataset must
+    carry GIFGIF-style scores (:meth:`GifDataset.labels` says so otherwise).
     """
     check_features(features)
-    if dataset.kind != "gifgif":
-        raise ValueError(
-            f"dataset {dataset.name!r} ({dataset.root}) is {dataset.kind!r}: the regression protocol "
-            f"needs GIFGIF-style [mu, sigma] scores"
-        )
     if store is None:
         if "visual" in features:
             raise ValueError(f"features={features!r} needs a feature store")
@@ -155,19 +160,12 @@ def build_feature_arrays(
         raise ValueError(
             f"no GIF of {dataset.name!r} has features in {getattr(store, 'path', None)}"
         )
-    records = [dataset.records[int(i)] for i in keep]
-    Y = score_labels(np.stack([r.scores for r in records]))  # type: ignore[misc]
+    kept = dataset.subset(keep)
+    Y = kept.labels()  # (n, 17) y = mu - 3 sigma
     pos = positives_of(Y)
-    tags = [r.tags for r in records]
-    protocol = make_protocol(
-        tags,
-        pos,
-        seed=seed,
-        test_fraction=test_fraction,
-        n_top_tags=n_top_tags,
-        generic_tags=generic_tags,
-    )
-    train_rows = protocol.training_rows
+    tags = kept.tag_lists()
+    split = protocol(tags, pos)
+    train_rows = split.training_rows
     dictionary = None
     if "tag" in features:
         dictionary = TagDictionary(min_fraction=tag_min_fraction).fit(
@@ -177,11 +175,11 @@ def build_feature_arrays(
     raw, blocks = feature_blocks(features, visual, tags, dictionary)
     normaliser = FeatureNormaliser(normalisation).fit(raw[train_rows], blocks)
     return FeatureArrays(
-        ids=[r.id for r in records],
+        ids=kept.ids(),
         X=normaliser.transform(raw),
         Y=Y,
         positives=pos,
-        protocol=protocol,
+        protocol=split,
         features=features,
         blocks=blocks,
         dictionary=dictionary,
@@ -190,68 +188,18 @@ def build_feature_arrays(
     )
 
 
-class _Rows(Dataset):
-    def __init__(self, arrays: FeatureArrays, rows: np.ndarray, mask: np.ndarray) -> None:
-        self.x = torch.as_tensor(arrays.X[rows], dtype=torch.float32)
-        self.y = torch.as_tensor(arrays.Y[rows], dtype=torch.float32)
-        self.mask = torch.as_tensor(mask[rows])
-        self.rows = torch.as_tensor(rows)
+def load_features_and_labels(
+    dataset: GifDataset, store: FeatureStore
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """X (n, d) float32 visual rows of ``store``, Y (n, 17) bool binary labels, the GIF ids.
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i], "y": self.y[i], "mask": self.mask[i], "index": self.rows[i]}
-
-
-class FeatureDataModule(L.LightningDataModule):
-    """LightningDataModule over :func:`build_feature_arrays` (keyword arguments as there).
-
-    train: rows that train at least one task, with mask = ``train_mask`` (a loss should use
-    only the masked entries); test: rows in at least one test set, with mask = test membership.
-    There is no separate validation split here (cross-validation is :mod:`gifemo.eval.cv`).
+    Rows follow the dataset's order; GIFs without features (decode failures) are left out with
+    a warning naming them (:func:`store_rows`). Y is :meth:`GifDataset.binary_labels`: the
+    GIFGIF+ emotions, or the positives y > 25 of a GIFGIF-style dataset.
     """
-
-    def __init__(
-        self,
-        dataset: GifDataset,
-        store: FeatureStore | None,
-        *,
-        batch_size: int = 256,
-        num_workers: int = 0,
-        **build_kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self.dataset, self.store = dataset, store
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.build_kwargs = build_kwargs
-        self.arrays: FeatureArrays | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.arrays is None:
-            self.arrays = build_feature_arrays(self.dataset, self.store, **self.build_kwargs)
-
-    def _loader(self, rows: np.ndarray, mask: np.ndarray, shuffle: bool) -> DataLoader:
-        assert self.arrays is not None, "call setup() first"
-        return DataLoader(
-            _Rows(self.arrays, rows, mask),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(int(self.build_kwargs.get("seed", 0)))
-            if shuffle
-            else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        a = self.arrays
-        assert a is not None
-        return self._loader(np.flatnonzero(a.train_mask.any(axis=1)), a.train_mask, True)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        a = self.arrays
-        assert a is not None
-        test_mask = a.protocol.test_mask
-        return self._loader(np.flatnonzero(test_mask.any(axis=1)), test_mask, False)
+    labels = dataset.binary_labels()  # (n, 17) bool; raises for an unlabelled dataset
+    keep, rows, _ = store_rows(dataset, store)
+    if keep.size == 0:
+        raise ValueError(f"no GIF of {dataset.name!r} has features in {store.path}")
+    X = np.asarray(store.visual[rows], dtype=np.float32)
+    return X, labels[keep], [dataset.records[int(i)].id for i in keep]

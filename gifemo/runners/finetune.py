@@ -1,11 +1,15 @@
-"""``python train.py model=finetune data=gifgif_plus``: build the parts, fit, select, test.
+"""Runner of fine-tuning: ``python train.py model=finetune data=gifgif_plus``.
 
-Steps: seed everything → load the GIFGIF+-style dataset (binary labels) → seeded split into
-train / val / test (test = ``model.split.test_fraction`` of the GIFs, val = ``val_fraction`` of
-the rest) → C3D (``cfg.backbone`` with ``model.weights``) + head + optional penalty →
-:class:`FinetuneModule` → Lightning ``Trainer`` (``cfg.trainer``) with ModelCheckpoint on the best
-val mAP, optional EarlyStopping → ``fit`` (resuming from ``cfg.ckpt_path``) → ``test`` with the
-best checkpoint, whose per-emotion thresholds were chosen on validation data (max F1).
+Steps: seed everything → load the dataset's binary labels (GIFGIF+ emotions, or y > 25 of
+GIFGIF scores) → seeded split into train / val / test (:func:`gifemo.eval.splits.split_indices`:
+test = ``model.split.test_fraction`` of the GIFs, val = ``val_fraction`` of the rest) → the
+backbone (``cfg.backbone``, with its weights) + head + optional penalty + optimiser
+(``cfg.optimizer``) → :class:`FinetuneModule` → Lightning ``Trainer`` (``cfg.trainer``) with the
+callbacks of ``cfg.callbacks`` (each built from its ``_target_``: by default ModelCheckpoint on
+the best val mAP and EarlyStopping) → ``fit`` (resuming from ``cfg.ckpt_path``) → ``test`` with
+the best checkpoint, whose per-emotion thresholds were chosen on validation data (max F1).
+Writes ``metrics.json`` / ``run.json`` (:mod:`gifemo.runners.results`), ``finetune_metrics.json``,
+``finetune_history.json`` and ``decode_failures.json`` to ``cfg.paths.output_dir``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig
 
 from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.emotions import N_EMOTIONS
@@ -27,6 +31,7 @@ from gifemo.eval.multilabel import table4_line
 from gifemo.eval.splits import split_indices
 from gifemo.finetune.data import FinetuneDataModule
 from gifemo.finetune.module import FinetuneModule, positive_weights
+from gifemo.runners import results, tracking
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ log = logging.getLogger(__name__)
 def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
     """C3D + head + penalty from the config, wrapped in a FinetuneModule."""
     m = cfg.model
-    backbone = instantiate(cfg.backbone, weights=m.weights)  # the module drops its classifier
+    backbone = instantiate(cfg.backbone)  # the module drops its classifier
     head = instantiate(m.head)(backbone.feature_dim, N_EMOTIONS)
     penalty = instantiate(m.penalty) if m.penalty is not None else None
     if m.pos_weight == "auto":
@@ -47,7 +52,7 @@ def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
         backbone,
         head,
         penalty,
-        optimizer=instantiate(m.optimizer),
+        optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(m.scheduler) if m.scheduler is not None else None,
         lr=float(m.lr),
         head_lr=None if m.head_lr is None else float(m.head_lr),
@@ -87,61 +92,36 @@ def build_datamodule(
         cache_max_mb=float(m.cache.max_mb),
         read_kwargs={"max_pixels": int(m.max_pixels), "max_frames": m.max_frames},
         seed=int(cfg.seed),
-        clip_dtype=str(m.get("clip_dtype", "uint8")),
+        clip_dtype=str(m.clip_dtype),
     )
 
 
-def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
-    m = cfg.model
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=out_dir / "checkpoints",
-            filename="best-{epoch}-{step}",
-            monitor=m.checkpoint.monitor,
-            mode=m.checkpoint.mode,
-            save_top_k=int(m.checkpoint.save_top_k),
-            save_last=bool(m.checkpoint.save_last),
-            every_n_train_steps=m.checkpoint.every_n_train_steps,
-            auto_insert_metric_name=False,
-        )
-    ]
-    if m.early_stopping.enabled:
-        callbacks.append(
-            EarlyStopping(monitor=m.checkpoint.monitor, mode=m.checkpoint.mode,
-                          patience=int(m.early_stopping.patience), min_delta=float(m.early_stopping.min_delta))
-        )  # fmt: skip
-    return callbacks
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Every entry of ``cfg.callbacks`` with a ``_target_``, instantiated (null entries skipped)."""
+    return [instantiate(c) for c in (cfg.callbacks or {}).values() if c and "_target_" in c]
 
 
-def run_finetune(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fine-tune and evaluate; returns flat metrics and the built objects (trainer, module, ...)."""
-    from gifemo.runners.tracking import build_logger, log_summary
-
     L.seed_everything(int(cfg.seed), workers=True)
     dataset = instantiate(cfg.data)
-    if dataset.kind != "gifgif_plus":
-        raise ValueError(
-            f"model=finetune needs binary GIFGIF+ labels (data=gifgif_plus); cfg.data gives kind={dataset.kind!r}"
-        )
-    labels = dataset.binary_labels()  # (n, 17) bool
+    labels = dataset.binary_labels()  # (n, 17) bool; an unlabelled dataset is refused here
     split = split_indices(len(dataset.records), test_fraction=float(cfg.model.split.test_fraction),
                           val_fraction=float(cfg.model.split.val_fraction), seed=int(cfg.seed))  # fmt: skip
-    out_dir = Path(OmegaConf.select(cfg, "paths.output_dir", default="outputs/finetune"))
+    out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     module = build_module(cfg, labels[split["train"]])
     datamodule = build_datamodule(
         cfg, dataset.records, labels, split, module.backbone.preprocessing
     )
-    logger = build_logger(cfg, name="finetune")
+    logger = tracking.build_logger(cfg, name=results.run_name(str(cfg.model.name), "clips"))
     trainer = instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg, out_dir),
+        callbacks=build_callbacks(cfg),
         logger=logger if logger is not None else False,
     )
-    trainer.fit(
-        module, datamodule=datamodule, ckpt_path=OmegaConf.select(cfg, "ckpt_path", default=None)
-    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     metrics: dict[str, float] = {}
     for key, value in trainer.callback_metrics.items():
@@ -169,7 +149,8 @@ def run_finetune(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         (out_dir / "finetune_history.json").write_text(json.dumps(module.history, indent=1))
         if module.failures:
             (out_dir / "decode_failures.json").write_text(json.dumps(module.failures, indent=1))
-        log_summary(logger, metrics)
+        results.write_run(out_dir, metrics, model=str(cfg.model.name), features="clips")
+        tracking.log_summary(logger, metrics)
     objects = {"trainer": trainer, "module": module, "datamodule": datamodule, "logger": logger,
                "split": split, "best_checkpoint": best, "history": module.history}  # fmt: skip
     return metrics, objects
