@@ -12,7 +12,7 @@ Tables (``DIR/collect.sqlite``):
 ``hits``       ``(gid, qid)``: every query that found each id
 ``downloads``  ``gid``, ``status`` (pending | ok | failed), ``sha256``, ``bytes``, ``reason``,
                ``attempts``
-``calls``      times of API calls (the rate limit holds across restarts)
+``calls``      times of API calls of the last day (the rate limit holds across restarts)
 =============  ===============================================================================
 
 A page is recorded with its candidates, hits and pending downloads in ONE transaction, so a
@@ -189,7 +189,7 @@ class State:
     def record_call(self, t: float) -> None:
         self._tx(
             [
-                ("DELETE FROM calls WHERE t < ?", (t - 2 * 3600,)),
+                ("DELETE FROM calls WHERE t < ?", (t - 24 * 3600,)),
                 ("INSERT INTO calls VALUES (?)", (t,)),
             ]
         )
