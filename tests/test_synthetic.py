@@ -133,6 +133,28 @@ def test_latent_structure():
     assert np.corrcoef(lat["va"][:, 0], y[:, pos].mean(1))[0, 1] > 0.6
 
 
+def test_null_control_has_independent_emotions_and_private_tags(tmp_path):
+    lat = synthetic.sample_latents(np.random.default_rng(3), 3000, "independent")
+    s = lat["scores"]
+    y = s[..., 0] - 3 * s[..., 1]
+    rate = (y > 25).mean(0)
+    assert (rate > 0.08).all() and (rate < 0.32).all()
+    # no structure: every pair of emotions is uncorrelated (|r| < 0.07 at n = 3000; the
+    # clustered model has within-cluster correlations > 0.2)
+    c = np.corrcoef(y.T)[~np.eye(17, dtype=bool)]
+    assert np.abs(c).max() < 0.07
+    own = {t.lower() for e in synthetic.EMOTIONS for t in synthetic._emotion_tags(e, True)}
+    by_emotion = [set(synthetic._emotion_tags(e, True)) for e in synthetic.EMOTIONS]
+    assert sum(len(b) for b in by_emotion) == len(own)  # no tag shared by two emotions
+    with pytest.raises(ValueError, match="independent"):
+        synthetic.sample_latents(np.random.default_rng(0), 10, "ring")
+    # a separate dataset: its marker records the structure; the default's markers are unchanged
+    out = generate(tmp_path, size="tiny", parts=["gifgif"], structure="independent")
+    marker = json.loads((out / "gifgif" / synthetic.MARKER).read_text())
+    assert marker["structure"] == "independent"
+    assert "structure" not in synthetic._marker("gifgif", 0, synthetic.SIZES["tiny"])
+
+
 def test_visual_cues_follow_valence(tiny):
     rows = [
         json.loads(line) for line in (tiny / "gifgif" / "metadata.jsonl").read_text().splitlines()

@@ -1,6 +1,7 @@
 """Generate the synthetic GIFGIF-like datasets (:mod:`gifemo.data.synthetic` documents them).
 
-``python -m gifemo synthetic --out DIR [--seed 0] [--size default|tiny] [--parts ...]`` writes
+``python -m gifemo synthetic --out DIR [--seed 0] [--size default|tiny] [--parts ...]
+[--structure clusters|independent]`` writes
 ``DIR/gifgif``, ``DIR/gifgif_plus`` and ``DIR/candidates`` (reusing parts already generated with
 the same seed and size) and prints each part's GIF, frame and clip counts.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gifemo.data.synthetic import PARTS, SIZES, generate, summary
+from gifemo.data.synthetic import PARTS, SIZES, STRUCTURES, generate, summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,8 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--parts", nargs="+", default=list(PARTS), choices=PARTS,
         help="which parts to generate (default: all)",
     )  # fmt: skip
+    ap.add_argument(
+        "--structure", default="clusters", choices=STRUCTURES,
+        help="clusters: the planted two-cluster emotion structure (default); independent: "
+        "the null control, independent emotions with private tags",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    out = generate(args.out, seed=args.seed, size=args.size, parts=args.parts)
+    out = generate(args.out, seed=args.seed, size=args.size, parts=args.parts,
+                   structure=args.structure)  # fmt: skip
     for part, c in summary(out).items():
         print(f"{out / part}: {c['gifs']} GIFs, {c['frames']} frames, {c['clips']} clips")
     return 0

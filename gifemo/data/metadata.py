@@ -390,6 +390,7 @@ def load_dataset(
     synthetic_dir: str = "data/synthetic",
     synthetic_seed: int = 0,
     synthetic_size: str = "default",
+    synthetic_structure: str = "clusters",
     check_files: bool = True,
 ) -> GifDataset:
     """The ``_target_`` of ``conf/data/*.yaml``.
@@ -408,8 +409,11 @@ def load_dataset(
     from gifemo.data.synthetic import generate
 
     sub = "candidates" if kind == "folder" else _SYNTHETIC_SUBDIR[kind]
-    out = generate(synthetic_dir, seed=synthetic_seed, size=synthetic_size, parts=(sub,))
+    out = generate(synthetic_dir, seed=synthetic_seed, size=synthetic_size, parts=(sub,),
+                   structure=synthetic_structure)  # fmt: skip
     tag = f"synthetic-s{synthetic_seed}-{synthetic_size}"
+    if synthetic_structure != "clusters":
+        tag += f"-{synthetic_structure}"
     if kind == "folder":
         return read_folder(out / "candidates" / "gifs", name=f"{tag}-folder")
     return read_dataset(out / sub, kind=kind, check_files=check_files, name=f"{tag}-{sub}")

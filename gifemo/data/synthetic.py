@@ -44,6 +44,21 @@ part])``, so each part is deterministic for a seed and independent of the others
    so that the clip count is stable), per-GIF delays of 0 to 200 ms (some vary per frame),
    15 % with a transparent border, some with disposal 2.
 
+**Null control** (``structure="independent"``, ``python -m gifemo synthetic --structure
+independent``, ``data.synthetic_structure=independent``): the same GIFs, scores and noise, but
+no shared emotion structure, to check that a multi-task model's advantage comes from the
+clusters planted above and not from the method itself. Steps 1–3 and 5 become:
+
+1'. *Emotions present* b_{n,e} ~ Bernoulli(r_e), independently per emotion (r_e ∈ [0.10, 0.26]
+    as in step 4); the *primary* emotion p_n is one of the present ones, uniformly (any
+    emotion when none is present).
+2'. *Latent affect* (v_n, a_n) = ρ_p + N(0, 0.45² I) with prototypes ρ_e spread evenly on a
+    circle of radius 0.85 in the order e·5 mod 17 (``RING``): no two-group arrangement.
+3'. *Intensities* z_{n,e} = 2.5·b_{n,e} + N(0, 0.4²) (``W_PRIMARY``; no affect term), so the
+    emotions are independent of one another.
+5'. *Tags* as in step 5, but every emotion's Table-1 tags carry its name (``"happy
+    (amusement)"``), so that no tag is shared by two emotions.
+
 Idempotence: each part is built in a temporary folder, gets a ``.synthetic.json`` marker with
 the generator version, seed and size, and is renamed into place; a part whose marker matches is
 reused, one whose marker differs is replaced, and a folder without a marker is never touched.
@@ -71,6 +86,7 @@ from gifemo.emotions import EMOTIONS, MU0, N_EMOTIONS, SIGMA0
 VERSION = 2
 MARKER = ".synthetic.json"
 PARTS = ("gifgif", "gifgif_plus", "candidates")
+STRUCTURES = ("clusters", "independent")  # the planted emotion structure; independent = null
 _PART_ID = {p: i for i, p in enumerate(PARTS)}
 
 W_AFFECT = 1.0  # weight of the (valence, arousal) projection in the intensities (step 3)
@@ -101,6 +117,11 @@ PROTOTYPES = np.array(
 )
 
 
+# Null control (structure="independent"): prototypes evenly on a circle, in the order e·5 mod 17
+_RING_ANGLE = 2 * np.pi * ((5 * np.arange(N_EMOTIONS)) % N_EMOTIONS) / N_EMOTIONS
+RING = 0.85 * np.stack([np.cos(_RING_ANGLE), np.sin(_RING_ANGLE)], axis=1)  # (17, 2)
+
+
 @dataclass(frozen=True)
 class Size:
     """How much to generate. ``bins``: (probability, min frames, max frames) strata."""
@@ -129,6 +150,10 @@ SIZES = {
     "default": Size(),
     "tiny": Size(n_gifgif=40, n_gifgif_plus=40, n_candidates=40, min_side=24, max_side=48,
                  bins=((0.85, 2, 12), (0.10, 17, 24), (0.05, 25, 32))),
+    # docs/results.md: enough GIFGIF-style GIFs that every emotion's test set has >= 40
+    # positives, each one clip long (2-16 frames) to keep CPU extraction short
+    "table2": Size(n_gifgif=2500, n_gifgif_plus=200, n_candidates=200, min_side=48, max_side=96,
+                   bins=((1.0, 2, 16),)),
 }  # fmt: skip
 
 
@@ -175,17 +200,34 @@ def _frame_counts(rng: np.random.Generator, n: int, size: Size) -> np.ndarray:
     return counts[rng.permutation(n)]
 
 
-def sample_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Primary emotion, (valence, arousal), intensities z (n, 17) and scores (n, 17, 2)."""
-    primary = rng.integers(0, N_EMOTIONS, size=n)
-    va = PROTOTYPES[primary] + rng.normal(0.0, 0.45, size=(n, 2))
-    unit = PROTOTYPES / np.linalg.norm(PROTOTYPES, axis=1, keepdims=True)
-    z = (
-        W_AFFECT * va @ unit.T
-        + W_PRIMARY * np.eye(N_EMOTIONS)[primary]
-        + rng.normal(0.0, 0.4, size=(n, N_EMOTIONS))
-    )
-    rate = rng.uniform(0.10, 0.26, size=N_EMOTIONS)
+def sample_latents(
+    rng: np.random.Generator, n: int, structure: str = "clusters"
+) -> dict[str, np.ndarray]:
+    """Primary emotion, (valence, arousal), intensities z (n, 17) and scores (n, 17, 2).
+
+    ``structure``: ``"clusters"`` (steps 1-3) or ``"independent"`` (the null control, 1'-3')."""
+    if structure == "independent":
+        rate = rng.uniform(0.10, 0.26, size=N_EMOTIONS)
+        present = rng.random((n, N_EMOTIONS)) < rate
+        pick = rng.random(n)
+        primary = np.empty(n, dtype=np.int64)
+        for k in range(n):
+            cand = np.flatnonzero(present[k]) if present[k].any() else np.arange(N_EMOTIONS)
+            primary[k] = cand[int(pick[k] * cand.size)]
+        va = RING[primary] + rng.normal(0.0, 0.45, size=(n, 2))
+        z = W_PRIMARY * present + rng.normal(0.0, 0.4, size=(n, N_EMOTIONS))
+    elif structure == "clusters":
+        primary = rng.integers(0, N_EMOTIONS, size=n)
+        va = PROTOTYPES[primary] + rng.normal(0.0, 0.45, size=(n, 2))
+        unit = PROTOTYPES / np.linalg.norm(PROTOTYPES, axis=1, keepdims=True)
+        z = (
+            W_AFFECT * va @ unit.T
+            + W_PRIMARY * np.eye(N_EMOTIONS)[primary]
+            + rng.normal(0.0, 0.4, size=(n, N_EMOTIONS))
+        )
+        rate = rng.uniform(0.10, 0.26, size=N_EMOTIONS)
+    else:
+        raise ValueError(f"synthetic structure must be one of {STRUCTURES}, got {structure!r}")
     q = np.array([np.quantile(z[:, e], 1.0 - rate[e]) for e in range(N_EMOTIONS)])
     sigma = np.clip(np.exp(rng.normal(math.log(2.2), 0.35, size=z.shape)), 0.8, 6.0)
     mu = np.clip(25.0 + 4.0 * (z - q) + 3.0 * sigma, 0.5, 49.5)
@@ -209,18 +251,25 @@ _NOISE_WORDS = (
 )
 
 
-def sample_tags(rng: np.random.Generator, primary: str, *, cartoon: bool) -> list[str]:
-    """Tags of one GIF (step 5 of the module docstring); a few are capitalised (raw Giphy tags)."""
+def _emotion_tags(emotion: str, private: bool) -> list[str]:
+    """Emotion's non-generic Table-1 tags; ``private``: suffixed with its name (step 5')."""
+    own = [t for t in TABLE1_TAGS[emotion] if t not in GENERIC_TAGS]
+    return [f"{t} ({emotion})" for t in own] if private else own
+
+
+def sample_tags(
+    rng: np.random.Generator, primary: str, *, cartoon: bool, private: bool = False
+) -> list[str]:
+    """Tags of one GIF (step 5 of the module docstring; 5' with ``private``); a few are
+    capitalised (raw Giphy tags)."""
     tags: list[str] = []
-    own = [t for t in TABLE1_TAGS[primary] if t not in GENERIC_TAGS]
+    own = _emotion_tags(primary, private)
     if rng.random() < P_EMOTION_TAGS:
         w = 1.0 / (1.0 + np.arange(len(own)))
         k = min(int(rng.integers(1, 4)), len(own))
         tags += [str(t) for t in rng.choice(own, size=k, replace=False, p=w / w.sum())]
     if rng.random() < 0.15:
-        other = [
-            t for t in TABLE1_TAGS[EMOTIONS[int(rng.integers(N_EMOTIONS))]] if t not in GENERIC_TAGS
-        ]
+        other = _emotion_tags(EMOTIONS[int(rng.integers(N_EMOTIONS))], private)
         tags.append(str(rng.choice(other)))
     if cartoon and rng.random() < 0.7:
         tags.append("cartoons & comics")
@@ -243,10 +292,10 @@ def _gif_id(rng: np.random.Generator, seen: set[str]) -> str:
     return gid
 
 
-def _build_part(tmp: Path, part: str, seed: int, size: Size) -> None:
+def _build_part(tmp: Path, part: str, seed: int, size: Size, structure: str = "clusters") -> None:
     rng = np.random.default_rng([seed, _PART_ID[part], VERSION])
     n = size.n(part)
-    lat = sample_latents(rng, n)
+    lat = sample_latents(rng, n, structure)
     counts = _frame_counts(rng, n, size)
     cartoon = rng.random(n) < 0.3
     multi = rng.random(n) < 0.35
@@ -259,7 +308,8 @@ def _build_part(tmp: Path, part: str, seed: int, size: Size) -> None:
         h, w = (int(x) for x in rng.integers(size.min_side, size.max_side + 1, size=2))
         facts = render_gif(rng, tmp / "gifs" / f"{gid}.gif", va=lat["va"][k], n_frames=int(counts[k]),
                            h=h, w=w, cartoon=bool(cartoon[k]), multi_scene=bool(multi[k]))  # fmt: skip
-        tags = sample_tags(rng, EMOTIONS[lat["primary"][k]], cartoon=bool(cartoon[k]))
+        tags = sample_tags(rng, EMOTIONS[lat["primary"][k]], cartoon=bool(cartoon[k]),
+                           private=structure == "independent")  # fmt: skip
         s = lat["scores"][k]
         y = s[:, 0] - 3 * s[:, 1]
         emos = [e for e, yy in zip(EMOTIONS, y, strict=True) if yy > MU0] or [
@@ -282,13 +332,16 @@ def _build_part(tmp: Path, part: str, seed: int, size: Size) -> None:
         (tmp / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in truth))
 
 
-def _marker(part: str, seed: int, size: Size) -> dict[str, Any]:
-    return {
+def _marker(part: str, seed: int, size: Size, structure: str = "clusters") -> dict[str, Any]:
+    out = {
         "version": VERSION,
         "part": part,
         "seed": int(seed),
         "size": json.loads(json.dumps(asdict(size))),
     }
+    if structure != "clusters":  # (markers of the default structure stay as they were)
+        out["structure"] = structure
+    return out
 
 
 def _read_marker(path: Path) -> Any:
@@ -299,16 +352,19 @@ def _read_marker(path: Path) -> Any:
 
 
 def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, size: str | dict[str, Any] | Size = "default",
-             parts: Sequence[str] = PARTS) -> Path:  # fmt: skip
-    """Generate (or reuse) the requested parts under ``out_dir``; returns ``out_dir`` resolved."""
+             parts: Sequence[str] = PARTS, structure: str = "clusters") -> Path:  # fmt: skip
+    """Generate (or reuse) the requested parts under ``out_dir``; returns ``out_dir`` resolved.
+    ``structure``: ``"clusters"`` (default) or ``"independent"`` (the null control)."""
     out = Path(out_dir).expanduser().resolve()
     spec = resolve_size(size)
+    if structure not in STRUCTURES:
+        raise ValueError(f"synthetic structure must be one of {STRUCTURES}, got {structure!r}")
     bad = [p for p in parts if p not in PARTS]
     if bad:
         raise ValueError(f"unknown synthetic part {bad[0]!r}; expected one of {PARTS}")
     out.mkdir(parents=True, exist_ok=True)
     for part in parts:
-        target, want = out / part, _marker(part, seed, spec)
+        target, want = out / part, _marker(part, seed, spec, structure)
         if target.exists():
             have = _read_marker(target)
             if have == want:
@@ -320,7 +376,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, size: str | dict
                 )
         tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{part}.tmp-"))
         try:
-            _build_part(tmp, part, seed, spec)
+            _build_part(tmp, part, seed, spec, structure)
             (tmp / MARKER).write_text(json.dumps(want, indent=1))
             if _read_marker(target) == want:  # another process finished it meanwhile
                 continue
