@@ -188,3 +188,28 @@ def oversized_header_gif(width: int = 16000, height: int = 16000) -> bytes:
         + struct.pack("<HHHHB", 0, 0, 1, 1, 0)
         + b"\x02\x02\x44\x01\x00\x3b"
     )
+
+
+def _first_block(data: bytes) -> int:
+    """Offset of the first block after the header and the global colour table."""
+    packed = data[10]
+    return 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+
+
+def with_comment(data: bytes, comment: bytes) -> bytes:
+    """``data`` with a comment extension (0x21 0xFE) before its first block, as Photoshop
+    writes one (the bytes need not be UTF-8)."""
+    at = _first_block(data)
+    return data[:at] + b"\x21\xfe" + _sub_blocks(comment) + data[at:]
+
+
+def many_frames_gif(n: int, width: int = 1, height: int = 1, *, delay_cs: int = 2) -> bytes:
+    """A GIF of ``n`` identical full-screen frames, written by repeating one encoded frame's
+    bytes (100,000 1×1 frames take 2.5 MB and no time to write)."""
+    one = gif_bytes(
+        width, height, [GifFrame(np.zeros((height, width), np.uint8), delay_cs=delay_cs)],
+        palette=random_palette(2, 0), loop=0,
+    )  # fmt: skip
+    head_end = one.index(b"\x21\xf9")
+    frame = one[head_end:-1]  # GCE + image descriptor + data
+    return one[:head_end] + frame * n + b"\x3b"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 GIF_MAGIC = (b"GIF87a", b"GIF89a")
 
@@ -37,8 +38,7 @@ class TruncatedGifWarning(UserWarning):
     """The file ended (or became corrupt) before its last frame; the decoded frames are kept."""
 
 
-@dataclass(frozen=True)
-class ImageBlock:
+class ImageBlock(NamedTuple):
     """One image descriptor and what its preceding Graphic Control Extension said."""
 
     left: int

@@ -120,14 +120,18 @@ def fingerprint_of(parts: dict[str, Any]) -> str:
 
 
 def records_digest(records: Sequence[Any]) -> str:
-    """sha256 over (id, path, file size) of every record: the GIFs a store was made from."""
+    """sha256 over (id, path, file size) of every record: the GIFs a store was made from.
+
+    Each record is one ASCII JSON line, so any character in a name (a tab, a line break, a
+    byte that is not UTF-8, kept by Python as a lone surrogate) hashes unambiguously.
+    """
     h = hashlib.sha256()
     for r in records:
         try:
             size = os.path.getsize(r.path)
         except OSError:
             size = -1
-        h.update(f"{r.id}\t{r.path}\t{size}\n".encode())
+        h.update((json.dumps([r.id, str(r.path), size], ensure_ascii=True) + "\n").encode())
     return h.hexdigest()
 
 
