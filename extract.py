@@ -1,4 +1,4 @@
-"""Extract C3D visual features of every GIF of a dataset: ``python extract.py [overrides]``."""
+"""Extract backbone features of every GIF of a dataset: ``python extract.py [overrides]``."""
 
 import hydra
 from omegaconf import DictConfig
@@ -11,7 +11,8 @@ def main(cfg: DictConfig) -> None:
     store = extract(cfg)
     print(
         f"feature store {store.path}: {len(store)} GIFs x {store.visual.shape[1]}, "
-        f"{len(store.failures)} failures, weights {store.meta['weights_id']}"
+        f"{len(store.failures)} failures (failures.jsonl), {int(store.truncated.sum())} truncated, "
+        f"{len(store.notes)} with notes (notes.jsonl), weights {store.meta['weights_id']}"
     )
 
 
