@@ -134,3 +134,66 @@ def test_holdout_split_is_seeded_and_disjoint():
     assert not np.array_equal(te, holdout_split(101, test_fraction=0.2, seed=8)[1])
     with pytest.raises(ValueError, match="too few"):
         holdout_split(1, test_fraction=0.5)
+
+
+# -- the runner: python train.py model=svm data=gifgif_plus ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def svm_run(tmp_path_factory: pytest.TempPathFactory):
+    import json
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from gifemo.runners.train import train
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    data_dir = tmp_path_factory.getbasetemp() / "gifemo-e2-data"  # shared with test_train
+    data_dir.mkdir(exist_ok=True)
+    out = tmp_path_factory.mktemp("svm-run")
+    overrides = [
+        f"paths.data_dir={data_dir}", f"paths.output_dir={out}", "data=gifgif_plus",
+        "data.synthetic_size=tiny", "backbone=c3d_tiny", "extract.num_workers=0",
+        "extract.progress=false", "model=svm", "logger=none", "seed=3",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    metrics, objects = train(cfg)
+    return {"cfg": cfg, "metrics": metrics, "objects": objects, "out": out, "json": json}
+
+
+@pytest.mark.slow  # generates and extracts the tiny GIFGIF+ part: ~10 s on 2 cores
+def test_run_svm_reports_the_heldout_table4_metrics_of_its_saved_svms(svm_run) -> None:
+    """The runner's test metrics are recomputed here from what it wrote (W, b, the split) and the
+    feature store, with scikit-learn; the split is the seeded 80/20 hold-out of the store's GIFs."""
+    from hydra.utils import instantiate
+
+    from gifemo.runners.extract import extract
+
+    json, out, cfg, metrics = svm_run["json"], svm_run["out"], svm_run["cfg"], svm_run["metrics"]
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
+    assert json.loads((out / "run.json").read_text())["model"] == "svm"
+    dataset, store = instantiate(cfg.data), extract(cfg)  # the store is reused, not re-extracted
+    split = json.loads((out / "svm_split.json").read_text())
+    n = len(dataset)
+    assert sorted(split["train"] + split["test"]) == sorted(dataset.ids()) and len(store.ids) == n
+    _, want_test = holdout_split(n, test_fraction=0.2, seed=3)
+    assert split["test"] == [dataset.ids()[i] for i in want_test]
+    saved = np.load(out / "svm.npz")
+    X = np.stack([store.visual[store.row_of(g)] for g in split["test"]]).astype(np.float64)
+    Y = dataset.binary_labels()[[dataset.index_of(g) for g in split["test"]]]
+    decision = X @ saved["W"] + saved["b"]
+    np.testing.assert_allclose(decision, svm_run["objects"]["estimator"].decision_function(X))
+    p, r, f, _ = precision_recall_fscore_support(Y, decision > 0, average=None, zero_division=0)
+    for name, ref in (("precision", p), ("recall", r), ("f1", f)):
+        assert metrics[f"test/{name}_mean"] == pytest.approx(ref.mean(), abs=1e-12)
+        assert metrics[f"test/{name}_std"] == pytest.approx(ref.std(), abs=1e-12)
+    assert metrics["n_test"] == len(split["test"]) == int(np.ceil(0.2 * n))
+
+
+@pytest.mark.slow
+def test_run_svm_fits_the_estimator_of_its_config(svm_run) -> None:
+    est = svm_run["objects"]["estimator"]
+    assert isinstance(est, BinaryRelevanceSVM)
+    assert (est.C, est.class_weight, est.random_state) == (1.0, "balanced", 3)
