@@ -1,0 +1,520 @@
+"""The queue, consensus and undo as plain functions over the decision log (no HTTP here).
+
+:class:`LabelState` replays ``events`` (see :mod:`gifemo.apps.label.store`) into memory and
+serves labellers. The rules:
+
+- *Queue.* Each emotion's candidates are served in ranked order. An item (emotion, GIF) goes to
+  exactly ``LABELLERS_PER_GIF`` = 2 labellers: it is offered to a labeller only while fewer
+  than two others decided it or hold it (a *lease*: the items a labeller was served and has not
+  answered yet, kept ``lease_seconds``). A labeller never gets an item they answered or
+  skipped. A skip passes the item on to somebody else.
+- *Undo* is a new ``undo`` event cancelling the labeller's latest live ``label``/``skip``; the
+  item is served to them again first, with their previous marks.
+- *Consensus* of an item with two answers: both yes → positive, both no → negative; a
+  disagreement is dropped (policy ``drop``, the paper) or waits for the admin's ``adjudicate``
+  event (policy ``adjudicate``). An emotion is *done* at ``n_p`` consensus positives or when all
+  its candidates have two answers; a done emotion is not served any more.
+- *Active strategy.* Every ``rerank_every`` new consensus outcomes of an emotion (or after
+  ``rerank_seconds`` with at least one), a background thread asks the Reranker for a new order
+  of the emotion's *remaining* candidates (no answer, no lease) and swaps it in atomically under
+  the lock (items already started keep their places, ahead of the remaining ones); the page is
+  never blocked. Each answer records the strategy and the emotion's ranking version its item
+  was served from.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gifemo.apps.label.project import LABELLERS_PER_GIF, ProjectConfig
+from gifemo.apps.label.store import Event, Store
+from gifemo.emotions import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+
+class Reranker(Protocol):
+    def rerank(
+        self,
+        labels: Mapping[str, Mapping[str, bool]],
+        remaining: Mapping[str, Sequence[str]],
+    ) -> dict[str, list[str]]: ...
+
+
+class LabelError(Exception):
+    """A request the rules refuse; ``status`` is the HTTP status the server answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Lease:
+    expires: float
+    version: int
+    priority: int = 0
+    served: float = 0.0
+
+
+@dataclass
+class Item:
+    emotion: str
+    gif_id: str
+    decisions: dict[str, Event] = field(default_factory=dict)  # user -> live label event
+    skipped: set[str] = field(default_factory=set)
+    adjudication: Event | None = None
+    leases: dict[str, Lease] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.decisions) >= LABELLERS_PER_GIF
+
+    def pair(self) -> list[Event]:
+        """The two live answers, first answered first."""
+        return sorted(self.decisions.values(), key=lambda e: e.seq)[:LABELLERS_PER_GIF]
+
+    def status(self) -> str:
+        """pending | agreed | disagreed | adjudicated."""
+        if not self.complete:
+            return "pending"
+        a, b = self.pair()
+        if a.answer == b.answer:
+            return "agreed"
+        return "adjudicated" if self.adjudication is not None else "disagreed"
+
+    def final(self, policy: str) -> bool | None:
+        """The consensus label (None while pending or awaiting adjudication)."""
+        st = self.status()
+        if st == "agreed":
+            return bool(self.pair()[0].answer)
+        if st == "adjudicated":
+            return bool(self.adjudication.answer)  # type: ignore[union-attr]
+        if st == "disagreed" and policy == "drop":
+            return False
+        return None
+
+
+class LabelState:
+    """In-memory view of a project, rebuilt from its log; every method takes the lock."""
+
+    def __init__(
+        self,
+        store: Store,
+        cfg: ProjectConfig,
+        *,
+        reranker: Reranker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.cfg, self.reranker, self.clock = store, cfg, reranker, clock
+        self.lock = threading.RLock()
+        self.gifs = store.gifs()
+        cands = store.candidates()
+        self.emotions = [e for e in EMOTIONS if e in cands]
+        self.order: dict[str, list[str]] = {e: [g for g, _ in cands[e]] for e in self.emotions}
+        self.version = dict.fromkeys(self.emotions, 0)
+        for e, (v, ids) in store.latest_rankings().items():
+            if e in self.order and sorted(ids) == sorted(self.order[e]):
+                self.order[e], self.version[e] = list(ids), v
+        self.pos = {e: {g: i for i, g in enumerate(self.order[e])} for e in self.emotions}
+        self.items = {(e, g): Item(e, g) for e in self.emotions for g in self.order[e]}
+        self.head = dict.fromkeys(self.emotions, 0)
+        self.positives: Counter[str] = Counter()
+        self.resolved: Counter[str] = Counter()
+        self.complete: Counter[str] = Counter()
+        self.history: dict[str, list[int]] = {}
+        self.user_leases: dict[str, set[tuple[str, str]]] = {}
+        self.by_seq: dict[int, Event] = {}
+        self.by_request: dict[str, Event] = {}
+        self.new_resolved: Counter[str] = Counter()
+        self.last_rerank = dict.fromkeys(self.emotions, clock())
+        self.rerank_count = 0
+        self.rerank_errors: list[str] = []
+        self._pending: set[str] = set()
+        self._worker: threading.Thread | None = None
+        for ev in store.events():
+            self._apply(ev)
+        self.new_resolved.clear()
+
+    # -- replay -------------------------------------------------------------------------------
+
+    def _touch(self, item: Item, change: Callable[[], None]) -> None:
+        before = (item.final(self.cfg.policy), item.complete)
+        change()
+        after = (item.final(self.cfg.policy), item.complete)
+        e = item.emotion
+        self.positives[e] += (after[0] is True) - (before[0] is True)
+        self.resolved[e] += (after[0] is not None) - (before[0] is not None)
+        self.complete[e] += after[1] - before[1]
+        if before[0] is None and after[0] is not None:
+            self.new_resolved[e] += 1
+
+    def _item(self, emotion: str | None, gif_id: str | None) -> Item:
+        item = self.items.get((emotion or "", gif_id or ""))
+        if item is None:
+            raise LabelError(404, f"{gif_id!r} is not a candidate for {emotion!r}")
+        return item
+
+    def _apply(self, ev: Event) -> None:
+        self.by_seq[ev.seq] = ev
+        if ev.request_id:
+            self.by_request[ev.request_id] = ev
+        if ev.kind == "undo":
+            target = self.by_seq[ev.target]  # type: ignore[index]
+            item = self._item(target.emotion, target.gif_id)
+            stack = self.history.get(ev.user, [])
+            if stack and stack[-1] == target.seq:
+                stack.pop()
+
+            def cancel() -> None:
+                if target.kind == "label" and item.decisions.get(ev.user) is target:
+                    del item.decisions[ev.user]
+                item.skipped.discard(ev.user) if target.kind == "skip" else None
+
+            self._touch(item, cancel)
+            return
+        item = self._item(ev.emotion, ev.gif_id)
+        if ev.kind == "adjudicate":
+            self._touch(item, lambda: setattr(item, "adjudication", ev))
+            return
+        self.history.setdefault(ev.user, []).append(ev.seq)
+        item.leases.pop(ev.user, None)
+        self.user_leases.get(ev.user, set()).discard((item.emotion, item.gif_id))
+        if ev.kind == "label":
+            self._touch(item, lambda: item.decisions.__setitem__(ev.user, ev))
+        else:
+            item.skipped.add(ev.user)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def done(self, emotion: str) -> bool:
+        return self.positives[emotion] >= self.cfg.n_p or self.complete[emotion] >= len(
+            self.order[emotion]
+        )
+
+    def _taken(self, item: Item, user: str, now: float) -> int:
+        held = sum(1 for u, le in item.leases.items() if u != user and le.expires > now)
+        return len(item.decisions) + held
+
+    def _seen(self, item: Item, user: str) -> bool:
+        return user in item.decisions or user in item.skipped
+
+    def item_json(self, item: Item, user: str | None = None) -> dict[str, Any]:
+        g = self.gifs[item.gif_id]
+        lease = item.leases.get(user or "")
+        return {
+            "emotion": item.emotion,
+            "gif_id": item.gif_id,
+            "title": g["title"],
+            "tags": g["tags"],
+            "url": f"/gif/{item.gif_id}",
+            "position": self.pos[item.emotion][item.gif_id] + 1,
+            "ranking_version": lease.version if lease else self.version[item.emotion],
+        }
+
+    def _lease(self, item: Item, user: str, lease: Lease) -> None:
+        item.leases[user] = lease
+        self.user_leases.setdefault(user, set()).add((item.emotion, item.gif_id))
+
+    def _leased(self, user: str, emotion: str | None, now: float) -> list[Item]:
+        out = []
+        keys = self.user_leases.get(user, set())
+        for key in list(keys):
+            it = self.items[key]
+            le = it.leases.get(user)
+            if le is None or le.expires <= now or self._seen(it, user):
+                it.leases.pop(user, None)
+                keys.discard(key)
+            elif (emotion is None or it.emotion == emotion) and (
+                le.priority or not self.done(it.emotion)
+            ):
+                out.append(it)
+        out.sort(
+            key=lambda it: (
+                -it.leases[user].priority,
+                it.leases[user].served,
+                self.pos[it.emotion][it.gif_id],
+            )
+        )
+        return out
+
+    def next_items(self, user: str, emotion: str | None = None, n: int = 3) -> list[dict[str, Any]]:
+        """Up to ``n`` items for ``user`` (leased to them): the current one first, then the ones
+        the page preloads. ``emotion`` None: the emotion of their open items, else the first
+        emotion (in EMOTIONS order) that has work for them."""
+        if emotion is not None and emotion not in self.order:
+            raise LabelError(404, f"no candidates for emotion {emotion!r}")
+        n = max(1, min(int(n), 20))
+        with self.lock:
+            now = self.clock()
+            held = self._leased(user, emotion, now)
+            if held and emotion is None:
+                emotion = held[0].emotion
+                held = [it for it in held if it.emotion == emotion]
+            out = held[:n]
+            for e in [emotion] if emotion else self.emotions:
+                if len(out) >= n:
+                    break
+                if self.done(e):
+                    continue
+                order = self.order[e]
+                while self.head[e] < len(order) and self.items[e, order[self.head[e]]].complete:
+                    self.head[e] += 1
+                for g in order[self.head[e] :]:
+                    if len(out) >= n:
+                        break
+                    it = self.items[e, g]
+                    if it in out or self._seen(it, user):
+                        continue
+                    if self._taken(it, user, now) >= LABELLERS_PER_GIF:
+                        continue
+                    self._lease(
+                        it, user, Lease(now + self.cfg.lease_seconds, self.version[e], 0, now)
+                    )
+                    out.append(it)
+                if out:
+                    break
+            return [self.item_json(it, user) for it in out]
+
+    def decide(
+        self,
+        user: str,
+        emotion: str,
+        gif_id: str,
+        answer: bool | None,
+        *,
+        others: Iterable[str] = (),
+        cartoon: bool | None = None,
+        multi_scene: bool | None = None,
+        request_id: str | None = None,
+    ) -> tuple[Event, bool]:
+        """Record ``user``'s answer (``None`` = skip); committed before this returns.
+        ``(event, created)``: a repeated ``request_id`` returns the first event, not a copy."""
+        others_t = tuple(sorted({str(o) for o in others} - {emotion}))
+        bad = [o for o in others_t if o not in EMOTIONS]
+        if bad:
+            raise LabelError(400, f"unknown emotion {bad[0]!r} in others")
+        with self.lock:
+            if request_id and request_id in self.by_request:
+                old = self.by_request[request_id]
+                if old.user != user:
+                    raise LabelError(409, "request_id already used")
+                return old, False
+            item = self._item(emotion, gif_id)
+            if self._seen(item, user):
+                raise LabelError(409, f"you already answered {gif_id!r} for {emotion} (undo first)")
+            now = self.clock()
+            lease = item.leases.get(user)
+            if (
+                lease is None
+                and answer is not None
+                and self._taken(item, user, now) >= LABELLERS_PER_GIF
+            ):
+                raise LabelError(409, f"{gif_id!r} already has two labellers for {emotion}")
+            ev = self.store.append(
+                user=user,
+                kind="label" if answer is not None else "skip",
+                emotion=emotion,
+                gif_id=gif_id,
+                answer=answer,
+                others=others_t if answer is not None else (),
+                cartoon=cartoon if answer is not None else None,
+                multi_scene=multi_scene if answer is not None else None,
+                strategy=self.cfg.strategy,
+                ranking_version=lease.version if lease else self.version[emotion],
+                request_id=request_id,
+            )
+            self._apply(ev)
+            self._maybe_rerank(emotion)
+            return ev, True
+
+    def undo(self, user: str, request_id: str | None = None) -> Event | None:
+        """Cancel ``user``'s latest live answer or skip; returns the cancelled event (None when
+        there is nothing to undo). The item is leased back to the user, first in their queue."""
+        with self.lock:
+            if request_id and request_id in self.by_request:
+                old = self.by_request[request_id]
+                return self.by_seq[old.target] if old.target else None  # type: ignore[index]
+            stack = self.history.get(user) or []
+            if not stack:
+                return None
+            target = self.by_seq[stack[-1]]
+            ev = self.store.append(
+                user=user,
+                kind="undo",
+                emotion=target.emotion,
+                gif_id=target.gif_id,
+                target=target.seq,
+                request_id=request_id,
+            )
+            self._apply(ev)
+            item = self._item(target.emotion, target.gif_id)
+            now = self.clock()
+            version = target.ranking_version or self.version[item.emotion]
+            self._lease(item, user, Lease(now + self.cfg.lease_seconds, version, 1, now))
+            return target
+
+    def adjudicate(self, admin: str, emotion: str, gif_id: str, answer: bool) -> Event:
+        """The adjudicator's label of a disagreement (policy ``adjudicate``)."""
+        with self.lock:
+            item = self._item(emotion, gif_id)
+            if self.cfg.policy != "adjudicate":
+                raise LabelError(409, "the project's policy is 'drop': disagreements are dropped")
+            if item.status() not in ("disagreed", "adjudicated"):
+                raise LabelError(409, f"{gif_id!r} is not a disagreement for {emotion}")
+            ev = self.store.append(
+                user=admin, kind="adjudicate", emotion=emotion, gif_id=gif_id, answer=bool(answer)
+            )
+            self._apply(ev)
+            self._maybe_rerank(emotion)
+            return ev
+
+    # -- views --------------------------------------------------------------------------------
+
+    def user_events(self, user: str) -> list[Event]:
+        """The user's own log (answers, skips, undos), oldest first."""
+        with self.lock:
+            return [ev for ev in self.by_seq.values() if ev.user == user]
+
+    def progress(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {
+                    "emotion": e,
+                    "candidates": len(self.order[e]),
+                    "complete": self.complete[e],
+                    "positives": self.positives[e],
+                    "n_p": self.cfg.n_p,
+                    "disagreements": sum(
+                        1 for g in self.order[e] if self.items[e, g].status() == "disagreed"
+                    ),
+                    "done": self.done(e),
+                    "ranking_version": self.version[e],
+                }
+                for e in self.emotions
+            ]
+
+    def disagreements(self) -> list[dict[str, Any]]:
+        with self.lock:
+            out = []
+            for e in self.emotions:
+                for g in self.order[e]:
+                    it = self.items[e, g]
+                    if it.status() in ("disagreed", "adjudicated"):
+                        out.append(
+                            {
+                                "emotion": e,
+                                "gif_id": g,
+                                "title": self.gifs[g]["title"],
+                                "answers": {ev.user: ev.answer for ev in it.pair()},
+                                "adjudicated": None
+                                if it.adjudication is None
+                                else it.adjudication.answer,
+                            }
+                        )
+            return out
+
+    def consensus_labels(self) -> dict[str, dict[str, bool]]:
+        """emotion -> {gif id: consensus positive?} over the items with an outcome."""
+        with self.lock:
+            out: dict[str, dict[str, bool]] = {}
+            for e in self.emotions:
+                d = out.setdefault(e, {})
+                for g in self.order[e]:
+                    f = self.items[e, g].final(self.cfg.policy)
+                    if f is not None:
+                        d[g] = f
+            return out
+
+    def complete_items(self) -> list[Item]:
+        with self.lock:
+            return [
+                self.items[e, g]
+                for e in self.emotions
+                for g in self.order[e]
+                if self.items[e, g].complete
+            ]
+
+    # -- active strategy ----------------------------------------------------------------------
+
+    def remaining(self, emotion: str) -> list[str]:
+        """Unchecked candidates of ``emotion`` in the current order: no answer, no live lease."""
+        now = self.clock()
+        return [
+            g
+            for g in self.order[emotion]
+            if not self.items[emotion, g].decisions
+            and not any(le.expires > now for le in self.items[emotion, g].leases.values())
+        ]
+
+    def _maybe_rerank(self, emotion: str) -> None:
+        if self.reranker is None or self.cfg.strategy != "active":
+            return
+        new = self.new_resolved[emotion]
+        waited = self.clock() - self.last_rerank[emotion]
+        if new >= self.cfg.rerank_every or (new > 0 and waited >= self.cfg.rerank_seconds):
+            self._pending.add(emotion)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._rerank_loop, daemon=True, name="gifemo-label-rerank"
+                )
+                self._worker.start()
+
+    def _rerank_loop(self) -> None:
+        while True:
+            with self.lock:
+                if not self._pending:
+                    self._worker = None
+                    return
+                emotions = sorted(self._pending)
+                self._pending.clear()
+                labels = self.consensus_labels()
+                remaining = {e: self.remaining(e) for e in emotions}
+                for e in emotions:
+                    self.new_resolved[e] = 0
+                    self.last_rerank[e] = self.clock()
+            try:
+                new = self.reranker.rerank(labels, remaining)  # type: ignore[union-attr]
+            except Exception as exc:  # recorded, the queue keeps its order
+                log.exception("rerank of %s failed", emotions)
+                with self.lock:
+                    self.rerank_errors.append(f"{emotions}: {exc!r}")
+                continue
+            with self.lock:
+                for e in emotions:
+                    self._swap(e, new.get(e), remaining[e])
+
+    def _swap(self, emotion: str, new: Sequence[str] | None, asked: Sequence[str]) -> None:
+        if new is None or len(new) != len(asked) or set(new) != set(asked):
+            msg = f"{emotion}: reranker returned {0 if new is None else len(new)} ids, not a permutation of the {len(asked)} remaining"
+            log.error(msg)
+            self.rerank_errors.append(msg)
+            return
+        still = set(self.remaining(emotion))
+        front = [g for g in self.order[emotion] if g not in still]
+        back = [g for g in new if g in still]
+        order = front + back
+        assert len(order) == len(self.order[emotion])
+        self.version[emotion] += 1
+        self.store.add_ranking(emotion, self.version[emotion], order)
+        self.order[emotion] = order
+        self.pos[emotion] = {g: i for i, g in enumerate(order)}
+        self.head[emotion] = 0
+        self.rerank_count += 1
+
+    def wait_reranks(self, timeout: float = 10.0) -> bool:
+        """Block until no rerank is pending or running (tests, assembly)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                worker = self._worker
+            if worker is None:
+                return True
+            worker.join(timeout=max(0.0, end - time.monotonic()))
+        return False
