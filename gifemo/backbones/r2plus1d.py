@@ -127,6 +127,19 @@ class R2Plus1dStem(nn.Sequential):
         )
 
 
+def _layer(inplanes: int, planes: int, *, stride: int) -> nn.Sequential:
+    """Two BasicBlocks; the first changes width/stride through a 1×1×1 conv + BN shortcut."""
+    downsample = None
+    if stride != 1 or inplanes != planes:
+        downsample = nn.Sequential(
+            nn.Conv3d(inplanes, planes, kernel_size=1, stride=stride, bias=False),
+            nn.BatchNorm3d(planes),
+        )
+    return nn.Sequential(
+        BasicBlock(inplanes, planes, stride, downsample), BasicBlock(planes, planes)
+    )
+
+
 class R2Plus1D18(VideoBackbone):
     """R(2+1)D-18 with torchvision's module names; ``features`` = 512-d pooled, before ``fc``.
 
@@ -162,18 +175,12 @@ class R2Plus1D18(VideoBackbone):
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.weights_id = weights_identity(None, init_seed=init_seed)
         self.preprocessing = kinetics400_preprocessing()
-        self.stem = R2Plus1dStem(self.stem_mid, self.widths[0])
-        inplanes = self.widths[0]
-        for k, (planes, stride) in enumerate(zip(self.widths, (1, 2, 2, 2), strict=True), 1):
-            downsample = None
-            if stride != 1 or inplanes != planes:
-                downsample = nn.Sequential(
-                    nn.Conv3d(inplanes, planes, kernel_size=1, stride=stride, bias=False),
-                    nn.BatchNorm3d(planes),
-                )
-            blocks = [BasicBlock(inplanes, planes, stride, downsample), BasicBlock(planes, planes)]
-            self.add_module(f"layer{k}", nn.Sequential(*blocks))
-            inplanes = planes
+        w1, w2, w3, w4 = self.widths
+        self.stem = R2Plus1dStem(self.stem_mid, w1)
+        self.layer1 = _layer(w1, w1, stride=1)
+        self.layer2 = _layer(w1, w2, stride=2)
+        self.layer3 = _layer(w2, w3, stride=2)
+        self.layer4 = _layer(w3, w4, stride=2)
         self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
         self.fc = nn.Linear(self.feature_dim, num_classes) if num_classes else None
         self.reset_parameters()
