@@ -1,15 +1,17 @@
 """The paper's figures as PNG files (matplotlib, Agg backend): Figs. 6, 7 and 8.
 
 The numbers behind each figure are computed by plain functions (tested against NumPy and
-scikit-learn) and drawn by ``*_figure`` functions that write ``path`` and return it.
+scikit-learn), drawn by ``*_plot`` functions that return the matplotlib Figure (the tests read
+the plotted data back from it), and written by ``*_figure`` functions that save ``path`` and
+return it.
 
 * Fig. 6 — (a) silhouette of k-means on the columns of W against k
   (:func:`gifemo.models.estimators.silhouette_by_k`); (b) the first two principal components
   of the t task models (columns of W, centred over tasks) coloured by the k-means partition,
   labelled 1–17 in EMOTIONS order.
-* Fig. 7 — precision–recall curves: the mean over emotions per method
-  (:attr:`RankingReport.mean_curve`, recall grid of :mod:`gifemo.eval.metrics`) and one panel
-  per emotion.
+* Fig. 7 — precision–recall curves: the mean over emotions of every method in one figure
+  (:attr:`RankingReport.mean_curve`, recall grid of :mod:`gifemo.eval.metrics`; a sweep draws
+  all its methods together, as the paper) and one panel per emotion.
 * Fig. 8 — Pearson correlation between the learned models W_i (columns of W), rows and
   columns ordered by CLUSTER_ORDER (positive emotions first).
 """
@@ -71,7 +73,13 @@ def task_pca(W: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarr
 
 
 def pr_curves_figure(reports: Mapping[str, RankingReport], path: str | Path) -> Path:
-    """Fig. 7: mean PR curve of each method (label → report), with its mean AUC in the legend."""
+    """Fig. 7: :func:`pr_curves_plot` written to ``path``."""
+    return _save(pr_curves_plot(reports), path)
+
+
+def pr_curves_plot(reports: Mapping[str, RankingReport]) -> plt.Figure:
+    """Fig. 7: mean PR curve of each method (label → report) in one axes, in the order given,
+    with its mean AUC in the legend; a dotted line marks the recall of eq. 9."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for label, rep in reports.items():
         ax.plot(rep.recall_grid, rep.mean_curve, label=f"{label} (AUC {rep.auc_mean:.3f})")
@@ -84,15 +92,24 @@ def pr_curves_figure(reports: Mapping[str, RankingReport], path: str | Path) -> 
         title="Mean precision–recall",
     )
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
 def per_emotion_pr_figure(report: RankingReport, path: str | Path) -> Path:
-    """One PR panel per emotion (precision on the recall grid), AUC and Ñ in each title."""
+    """:func:`per_emotion_pr_plot` written to ``path``."""
+    return _save(per_emotion_pr_plot(report), path)
+
+
+def per_emotion_pr_plot(report: RankingReport) -> plt.Figure:
+    """One PR panel per emotion (precision on the recall grid, the positive rate dashed), AUC
+    and Ñ in each title. Constrained layout leaves room for every two-line title, so no title
+    runs into the panel above it."""
     t = len(report.emotions)
     cols = 6
     rows = -(-t // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.0 * rows), sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.3 * cols, 2.4 * rows), sharex=True, sharey=True, layout="constrained"
+    )
     for i, ax in enumerate(np.ravel(axes)):
         if i >= t:
             ax.axis("off")
@@ -103,10 +120,15 @@ def per_emotion_pr_figure(report: RankingReport, path: str | Path) -> Path:
             f"{report.emotions[i]}\nAUC {report.auc[i]:.2f}  Ñ {report.n_tilde[i]:.0f}", fontsize=7
         )
         ax.set_ylim(0, 1.02)
-    return _save(fig, path)
+    return fig
 
 
 def correlation_figure(W: np.ndarray, path: str | Path, *, title: str = "") -> Path:
+    """Fig. 8: :func:`correlation_plot` written to ``path``."""
+    return _save(correlation_plot(W, title=title), path)
+
+
+def correlation_plot(W: np.ndarray, *, title: str = "") -> plt.Figure:
     """Fig. 8: the correlation matrix of :func:`model_correlation` as an image."""
     C = model_correlation(W)
     fig, ax = plt.subplots(figsize=(6, 5.2))
@@ -115,12 +137,17 @@ def correlation_figure(W: np.ndarray, path: str | Path, *, title: str = "") -> P
     ax.set_yticks(range(len(CLUSTER_ORDER)), CLUSTER_ORDER, fontsize=7)
     ax.set_title(title or "Correlation of the learned W_i")
     fig.colorbar(im, ax=ax)
-    return _save(fig, path)
+    return fig
 
 
 def silhouette_figure(
     scores: Mapping[int, float], W: np.ndarray, labels: np.ndarray, path: str | Path
 ) -> Path:
+    """Fig. 6: :func:`silhouette_plot` written to ``path``."""
+    return _save(silhouette_plot(scores, W, labels), path)
+
+
+def silhouette_plot(scores: Mapping[int, float], W: np.ndarray, labels: np.ndarray) -> plt.Figure:
     """Fig. 6: (a) silhouette against k; (b) first two PCs of W's columns, coloured by ``labels``."""
     ks = sorted(scores)
     coords, ratio = task_pca(W)
@@ -137,7 +164,7 @@ def silhouette_figure(
         ylabel=f"PC2 ({ratio[1]:.0%})",
         title=f"(b) k-means partition, k = {len(set(np.asarray(labels).tolist()))}",
     )
-    return _save(fig, path)
+    return fig
 
 
 def emotion_legend() -> str:
