@@ -215,3 +215,25 @@ def test_bad_key_and_bad_options_are_clear_errors(pool, tmp_path):
             collect(options(tmp_path / "c", fake, ["happy"], page_size=51), api_key="right-key")
         with pytest.raises(ValueError, match="nothing to search"):
             collect(options(tmp_path / "c", fake, []), api_key="right-key")
+
+
+def test_tags_file_adds_giphy_tags_and_a_busy_folder_is_refused(pool, tmp_path):
+    from gifemo.apps.collect.state import FolderBusy, State
+
+    fake = FakeGiphy.from_dataset(pool)
+    some = sorted(fake.served_ids(["sad"]))[:2]
+    tags = tmp_path / "tags.jsonl"
+    tags.write_text(json.dumps({"id": some[0], "tags": ["Rainy Day", "sad"]}) + "\n")
+    with fake:
+        collect(options(tmp_path / "c", fake, ["sad"], tags_file=str(tags)), api_key="k")
+        by_id = {r["id"]: r for r in read_rows(tmp_path / "c")}
+        assert by_id[some[0]]["tags"] == ["sad", "rainy day"] and by_id[some[1]]["tags"] == ["sad"]
+        tags.write_text('{"id": 5}\n')
+        with pytest.raises(ValueError, match=r"tags\.jsonl:1"):
+            collect(options(tmp_path / "c", fake, ["sad"], tags_file=str(tags)), api_key="k")
+        holder = State(tmp_path / "c")  # another collector holds the folder
+        try:
+            with pytest.raises(FolderBusy, match="another collector"):
+                collect(options(tmp_path / "c", fake, ["sad"]), api_key="k")
+        finally:
+            holder.close()

@@ -20,7 +20,6 @@ Modules: :mod:`.giphy` (the API client), :mod:`.ratelimit`, :mod:`.state` (SQLit
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from collections.abc import Sequence
@@ -36,16 +35,15 @@ def _demo(a: argparse.Namespace) -> int:
     from gifemo.data.synthetic import generate
 
     pool = generate(a.data_dir, seed=a.seed, size=a.size, parts=("candidates",)) / "candidates"
-    ids = [json.loads(line)["id"] for line in (pool / "metadata.jsonl").read_text().splitlines()]
     by_emotion = (
         queries_from_run(a.from_run, n_tags=a.n_tags)
         if a.from_run
         else table1_queries(n_tags=a.n_tags)
     )
-    fake = FakeGiphy.from_dataset(
-        pool, aliases=5, faults=DEMO_FAULTS, media_faults={ids[-1]: "notgif", ids[-2]: "truncated"},
-        retry_after=1,
-    )  # fmt: skip
+    fake = FakeGiphy.from_dataset(pool, aliases=5, faults=DEMO_FAULTS, retry_after=1)
+    found = sorted(fake.served_ids(by_emotion))
+    if len(found) > 2:  # two broken files among the GIFs the queries find
+        fake.media_faults = {found[0]: "notgif", found[1]: "truncated"}
     with fake:
         print(f"fake Giphy serving {len(fake.gifs)} GIFs of {pool} at {fake.url}")
         opts = CollectOptions(
