@@ -274,6 +274,19 @@ def test_bases_are_shared_not_copied() -> None:
         assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "kind"}
 
 
+def test_extract_config_shares_the_run_directories_of_train() -> None:
+    assert "hydra" not in OmegaConf.load(CONF / "extract.yaml")  # no copy of hydra/dirs.yaml
+    dirs = OmegaConf.to_container(OmegaConf.load(CONF / "hydra" / "dirs.yaml"), resolve=False)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        ex = compose("extract", return_hydra_config=True)
+        tr = compose("train", return_hydra_config=True)
+    for cfg in (ex, tr):  # the same (unresolved) templates; ${task_name} differs
+        h = OmegaConf.to_container(cfg.hydra, resolve=False)
+        assert h["run"]["dir"] == dirs["run"]["dir"] and h["sweep"] == dirs["sweep"]
+        assert h["job"]["chdir"] is False
+    assert not ex.hydra.callbacks and set(tr.hydra.callbacks) == {"sweep_summary", "scrub_secrets"}
+
+
 def test_every_config_file_is_documented() -> None:
     """Each YAML file of the runner's groups opens with a comment (what it is, how to use it)."""
     mine = [
