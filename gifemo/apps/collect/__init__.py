@@ -13,7 +13,7 @@ docs/collecting.md. This app adds:
     ``collect.api_base=<the printed URL>`` and any ``GIPHY_API_KEY``.
 
 Modules: :mod:`.giphy` (the API client), :mod:`.ratelimit`, :mod:`.state` (SQLite),
-:mod:`.download`, :mod:`.collector`, :mod:`.queries` (tags from a run), :mod:`.candidates`
+:mod:`.download`, :mod:`.collector`, :mod:`.output` (metadata.jsonl), :mod:`.queries` (tags from a run), :mod:`.candidates`
 (each emotion's own candidates, for ranking), :mod:`.fake_giphy`.
 """
 

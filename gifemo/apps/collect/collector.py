@@ -4,7 +4,7 @@
 ``max_per_query`` results), records each reply in the folder's SQLite state
 (:mod:`gifemo.apps.collect.state`), downloads every new candidate's original GIF in a few
 threads while the search waits for the rate limit (:mod:`.download`, :mod:`.ratelimit`), and
-finally writes the dataset:
+finally writes the dataset (:mod:`.output`):
 
 ``DIR/metadata.jsonl``
     one unlabelled row per unique file (byte-identical GIFs under several Giphy ids are one
@@ -28,10 +28,8 @@ from every log record while :func:`collect` runs and never written anywhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,13 +50,11 @@ from gifemo.apps.collect.giphy import (
     GiphyClient,
     GiphyError,
     SearchPage,
-    strip_query,
 )
+from gifemo.apps.collect.output import read_tags_file, write_dataset
 from gifemo.apps.collect.queries import merge_queries, queries_from_run
 from gifemo.apps.collect.ratelimit import WINDOW_S, RateLimiter
 from gifemo.apps.collect.state import State
-from gifemo.data.tags import normalise_tag
-from gifemo.emotions import EMOTIONS
 
 log = logging.getLogger("gifemo.collect")
 
@@ -166,41 +162,6 @@ def _quiet_and_redacted(secret: str) -> Iterator[None]:
             lg.setLevel(lv)
 
 
-def _read_tags_file(path: str | Path) -> dict[str, list[str]]:
-    """JSON lines ``{"id": giphy id, "tags": [...]}`` → {id: tags}."""
-    out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-                gid, tags = row["id"], row["tags"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(
-                    f'{path}:{lineno}: expected {{"id": ..., "tags": [...]}} ({e})'
-                ) from None
-            if (
-                not isinstance(gid, str)
-                or not isinstance(tags, list)
-                or not all(isinstance(t, str) for t in tags)
-            ):
-                raise ValueError(
-                    f"{path}:{lineno}: 'id' must be a string and 'tags' a list of strings"
-                )
-            out.setdefault(gid, []).extend(tags)
-    return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Collector:
     """One run of a collection (see :func:`collect`)."""
 
@@ -227,7 +188,7 @@ class Collector:
             raise ValueError(
                 "nothing to search: give collect.queries=[...] or collect.from_run=<run dir>"
             )
-        self.extra_tags = _read_tags_file(opts.tags_file) if opts.tags_file else {}
+        self.extra_tags = read_tags_file(opts.tags_file) if opts.tags_file else {}
         self.api_key = api_key
         self.transport = transport
         self.out = Path(opts.out_dir)
@@ -289,7 +250,12 @@ class Collector:
         o = self.opts
         left, done = self._estimate_pages(qids)
         bar = tqdm(
-            total=left, desc="search", unit="page", disable=not o.progress, dynamic_ncols=True
+            total=left,
+            desc="search",
+            unit="page",
+            disable=not o.progress,
+            dynamic_ncols=True,
+            position=0,
         )
         for qid, q in qids:
             nxt, exhausted, _ = self.state.progress(qid)
@@ -345,73 +311,6 @@ class Collector:
 
     # -- output ----------------------------------------------------------------------------
 
-    def finalize(self) -> int:
-        """Deduplicate files by sha256; write metadata.jsonl and failures.jsonl; row count."""
-        st = self.state
-        qinfo = {
-            r["qid"]: (r["q"], json.loads(r["emotions"])) for r in st.rows("SELECT * FROM queries")
-        }
-        hits: dict[str, list[int]] = {}
-        for r in st.rows("SELECT gid, qid FROM hits ORDER BY qid, rank"):
-            hits.setdefault(r["gid"], []).append(r["qid"])
-        ok = st.rows(
-            "SELECT c.*, d.sha256 AS sha256, d.bytes AS nbytes FROM candidates c "
-            "JOIN downloads d USING(gid) WHERE d.status='ok' ORDER BY c.qid, c.rank, c.gid"
-        )
-        groups: dict[str, list[Any]] = {}
-        for r in ok:
-            groups.setdefault(r["sha256"], []).append(r)
-        lines: list[str] = []
-        for members in groups.values():
-            rep = members[0]
-            target = self.gifs / f"{rep['gid']}.gif"
-            if not target.is_file():
-                src = next((self.gifs / f"{m['gid']}.gif" for m in members if (self.gifs / f"{m['gid']}.gif").is_file()), None)  # fmt: skip
-                if src is None:
-                    for m in members:
-                        st.record_download(m["gid"], ok=False, sha256=None, size=None, reason="file missing from gifs/")  # fmt: skip
-                    continue
-                os.replace(src, target)
-            for m in members[1:]:
-                (self.gifs / f"{m['gid']}.gif").unlink(missing_ok=True)
-            qids = sorted({q for m in members for q in hits.get(m["gid"], [])})
-            queries = [qinfo[q][0] for q in qids]
-            emos = {e for q in qids for e in qinfo[q][1]}
-            tags: list[str] = []
-            for t in queries + [t for m in members for t in self.extra_tags.get(m["gid"], [])]:
-                if (n := normalise_tag(t)) and n not in tags:
-                    tags.append(n)
-            row = {
-                "id": rep["gid"],
-                "file": f"gifs/{rep['gid']}.gif",
-                "tags": tags,
-                "giphy_ids": [m["gid"] for m in members],
-                "title": rep["title"],
-                "slug": rep["slug"],
-                "rating": rep["rating"],
-                "queries": queries,
-                "found_for": [e for e in EMOTIONS if e in emos],
-                "source_url": strip_query(rep["media_url"]),
-                "giphy_url": rep["page_url"],
-                "sha256": rep["sha256"],
-                "bytes": rep["nbytes"],
-                "width": rep["width"],
-                "height": rep["height"],
-                "frames": rep["frames"],
-            }
-            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-        _write_atomic(self.out / "metadata.jsonl", "".join(lines))
-        fails = [
-            {"kind": "download", "id": r["gid"], "url": strip_query(r["media_url"]),
-             "reason": r["reason"], "attempts": r["attempts"]}
-            for r in st.rows(
-                "SELECT c.gid, c.media_url, d.reason, d.attempts FROM candidates c JOIN downloads d "
-                "USING(gid) WHERE d.status='failed' ORDER BY c.qid, c.rank, c.gid"
-            )
-        ] + self.search_failures  # fmt: skip
-        _write_atomic(self.out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
-        return len(lines)
-
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> CollectReport:
@@ -436,7 +335,7 @@ class Collector:
                     o.api_base, self.api_key, timeout_s=o.timeout_s, rating=o.rating, lang=o.lang,
                     transport=self.transport,
                 )  # fmt: skip
-                self.dl_bar = tqdm(total=len(self._pending), desc="download", unit="gif", disable=not o.progress, dynamic_ncols=True)  # fmt: skip
+                self.dl_bar = tqdm(total=len(self._pending), desc="download", unit="gif", disable=not o.progress, dynamic_ncols=True, position=1)  # fmt: skip
                 try:
                     self._pump(0.0)
                     self._search_all(qids)
@@ -445,7 +344,12 @@ class Collector:
                 finally:
                     self.client.close()
                     self.dl_bar.close()
-            rows = self.finalize()
+            rows = write_dataset(
+                self.state,
+                self.out,
+                extra_tags=self.extra_tags,
+                search_failures=self.search_failures,
+            )
             c = self.state.counts()
             return CollectReport(self.out, c["queries"], self.pages_fetched, c["candidates"], rows,
                                  c["downloaded"], c["failed"], self.search_failures)  # fmt: skip
