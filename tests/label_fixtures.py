@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -86,7 +87,7 @@ class ReverseReranker:
     """Test Reranker (the gifemo.active protocol): reverses each emotion's remaining candidates,
     slowly (the page must not wait for it); records its calls."""
 
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
 
     def rerank(self, labels, remaining):
         ReverseReranker.calls.append({"labels": dict(labels), "remaining": dict(remaining)})
