@@ -104,12 +104,32 @@ def store_fingerprint(
     unlisted: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The identity of the store these inputs make (see :func:`feature_fingerprint`)."""
+    return store_identity(
+        records, dataset_name=dataset_name, model=model, transform=transform, sampler=sampler,
+        precision=precision, read_kwargs=read_kwargs, max_clips=max_clips, unlisted=unlisted,
+    )[0]  # fmt: skip
+
+
+def store_identity(
+    records: Sequence[Any],
+    *,
+    dataset_name: str,
+    model: VideoBackbone,
+    transform: Any,
+    sampler: ClipSampler,
+    precision: str,
+    read_kwargs: dict[str, Any] | None,
+    max_clips: int | None,
+    unlisted: Sequence[dict[str, Any]] = (),
+) -> tuple[str, dict[str, Any]]:
+    """(fingerprint, the parts it hashes): the one list of a store's identity fields, which
+    meta.json records as they are."""
     budget: dict[str, Any] = {}
     if max_clips is not None:
         budget["max_clips"] = int(max_clips)
     if unlisted:  # files the dataset could not list change failures.jsonl
         budget["unlisted"] = sorted(f"{u['path']}\t{u['reason']}" for u in unlisted)
-    fingerprint, _ = feature_fingerprint(
+    return feature_fingerprint(
         records,
         dataset_name=dataset_name,
         backbone=backbone_config(model),
@@ -120,7 +140,13 @@ def store_fingerprint(
         clip_rule=clip_rule(sampler),
         budget=budget,
     )
-    return fingerprint
+
+
+# What meta.json records of the fingerprint's parts (the records digest and budget parts are
+# summarised by counts and the explicit budget instead).
+IDENTITY_FIELDS = (
+    "dataset", "backbone", "weights_id", "preprocessing", "clip_rule", "precision", "read_kwargs",
+)  # fmt: skip
 
 
 class _Forward:
@@ -241,12 +267,12 @@ def extract_features(
     sampler = sampler if sampler is not None else AllClips()
     if transform is None:
         transform = model.preprocessing.transform(train=False)
-    if fingerprint is None:
-        fingerprint = store_fingerprint(
-            records, dataset_name=dataset_name, model=model, transform=transform,
-            sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
-            unlisted=unlisted,
-        )  # fmt: skip
+    computed, identity = store_identity(
+        records, dataset_name=dataset_name, model=model, transform=transform,
+        sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
+        unlisted=unlisted,
+    )  # fmt: skip
+    fingerprint = fingerprint or computed
     if complete_fingerprint(out_dir) == fingerprint:
         shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)  # left by a kill after COMPLETE
         return FeatureStore.open(out_dir)
@@ -281,17 +307,11 @@ def extract_features(
     shards = [work.read(c) for c in range(n_chunks)]
     meta = {
         "fingerprint": fingerprint,
-        "dataset": dataset_name,
-        "backbone": backbone_config(model),
-        "weights_id": model.weights_id,
-        "preprocessing": preprocessing_of(transform),
-        "clip_rule": clip_rule(sampler),
+        **{k: identity[k] for k in IDENTITY_FIELDS},
         "budget": {
             "read_frames": (read_kwargs or {}).get("read_frames"),
             "max_clips": max_clips,
         },
-        "precision": precision,
-        "read_kwargs": read_kwargs or {},
         "versions": package_versions(),
         "counts": _counts(n, shards, len(unlisted), model.feature_dim),
         "batching": {"batch_clips": batch_clips, "chunk_gifs": chunk_gifs},
