@@ -70,9 +70,8 @@ def test_arrays_rows_labels_and_dictionary(tmp_path):
     np.testing.assert_array_equal(a.positives, y > 25)
     ref = make_protocol([r.tags for r in kept], y > 25, seed=4)
     np.testing.assert_array_equal(a.train_mask, ref.train_mask)
-    # the dictionary sees only rows in no test set
-    train = ref.training_rows
-    want = TagDictionary(min_fraction=0.05).fit([kept[int(i)].tags for i in train]).vocabulary_
+    # the dictionary is fitted on every kept GIF's tags (tag_dictionary_fit="all", the default)
+    want = TagDictionary(min_fraction=0.05).fit([r.tags for r in kept]).vocabulary_
     assert a.dictionary.vocabulary_ == want
     assert a.blocks == [8, len(want)] and a.X.shape == (len(kept), 8 + len(want))
     # visual block = the store row of the same id (unit norm already), tag block = L2 bag of words

@@ -1,15 +1,22 @@
-"""Labels y = μ − 3σ, positives y > 25, tag normalisation and the sparsity-thresholded dictionary."""
+"""Labels y = μ − 3σ, positives y > 25, tag normalisation, the sparsity-thresholded dictionary,
+and where the pipeline fits it: on every GIF's tags, unchanged when the labels are permuted."""
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gifemo.data import synthetic
 from gifemo.data.labels import positives, score_labels
+from gifemo.data.metadata import GifDataset, GifRecord
 from gifemo.data.tags import TagDictionary, normalise_tag
-from gifemo.emotions import MU0, SIGMA0
+from gifemo.emotions import EMOTIONS, MU0, SIGMA0
+from gifemo.eval.protocol import make_protocol
+from gifemo.features.datamodule import build_feature_arrays
 
 
 def test_score_labels_and_positives():
@@ -131,3 +138,79 @@ def test_load_bad_json(tmp_path):
     p.write_text("{nope")
     with pytest.raises(ValueError, match=r"t\.json"):
         TagDictionary.load(p)
+
+
+def _synthetic_records(n=300, seed=0):
+    """GIFGIF-like scores and tags from the generator's label model (no GIF files needed)."""
+    rng = np.random.default_rng(seed)
+    lat = synthetic.sample_latents(rng, n)
+    return [
+        GifRecord(
+            id=f"g{k}",
+            path=Path(f"/nonexistent/g{k}.gif"),
+            tags=tuple(
+                normalise_tag(t)
+                for t in synthetic.sample_tags(rng, EMOTIONS[lat["primary"][k]], cartoon=False)
+            ),
+            scores=lat["scores"][k],
+        )
+        for k in range(n)
+    ]
+
+
+def _arrays(records, fit="all", split="shared"):
+    ds = GifDataset(root=Path("/nonexistent"), kind="gifgif", records=records, name="syn")
+    protocol = functools.partial(make_protocol, seed=3, split=split)
+    return build_feature_arrays(ds, None, protocol=protocol, features="tag",
+                                tag_dictionary_fit=fit)  # fmt: skip
+
+
+@pytest.mark.parametrize("split", ["shared", "per_emotion"])
+def test_dictionary_is_fitted_on_all_tags_and_ignores_the_labels(split):
+    records = _synthetic_records()
+    a = _arrays(records, split=split)
+    ref = TagDictionary().fit([r.tags for r in records])
+    assert a.dictionary.vocabulary_ == ref.vocabulary_ and a.dictionary.n_documents_ == 300
+    # permute the labels (scores) over the GIFs: other positives, other test sets, same vocabulary
+    perm = np.random.default_rng(1).permutation(len(records))
+    shuffled = [
+        GifRecord(id=r.id, path=r.path, tags=r.tags, scores=records[int(j)].scores)
+        for r, j in zip(records, perm, strict=True)
+    ]
+    b = _arrays(shuffled, split=split)
+    assert not np.array_equal(a.protocol.train_mask, b.protocol.train_mask)
+    assert b.dictionary.vocabulary_ == a.dictionary.vocabulary_
+    np.testing.assert_array_equal(
+        b.dictionary.document_frequency_, a.dictionary.document_frequency_
+    )
+    np.testing.assert_array_equal(b.X, a.X)
+    # the earlier rule (training rows only) depends on the labels through the split: a contrast
+    # showing this test can fail
+    old_a, old_b = _arrays(records, "training", split), _arrays(shuffled, "training", split)
+    assert old_a.dictionary.n_documents_ == a.protocol.training_rows.size < 300
+    assert old_a.dictionary.vocabulary_ != old_b.dictionary.vocabulary_
+
+
+def test_dictionary_fit_option_and_tagless_data_errors():
+    records = _synthetic_records(60)
+    with pytest.raises(
+        ValueError, match=r"tag_dictionary_fit must be one of \('all', 'training'\)"
+    ):
+        _arrays(records, fit="test")
+    bare = [GifRecord(id=r.id, path=r.path, tags=(), scores=r.scores) for r in records]
+    with pytest.raises(ValueError, match=r"no GIF of 'syn' \(/nonexistent\) has a tag.*'tags'"):
+        _arrays(bare)
+
+
+def test_no_test_gif_in_the_normaliser_fit_or_any_training_row():
+    records = _synthetic_records()
+    ds = GifDataset(root=Path("/nonexistent"), kind="gifgif", records=records, name="syn")
+    a = build_feature_arrays(ds, None, protocol=functools.partial(make_protocol, seed=3),
+                             features="tag", normalisation="standard")  # fmt: skip
+    test = a.protocol.test_union
+    assert test.size > 50 and not (a.protocol.train_mask[test]).any()
+    raw = a.dictionary.transform([r.tags for r in records]).astype(np.float64)
+    train = np.setdiff1d(np.arange(len(records)), test)
+    np.testing.assert_array_equal(a.protocol.training_rows, train)
+    np.testing.assert_allclose(a.normaliser.mean_, raw[train].mean(axis=0), atol=1e-12)
+    assert not np.allclose(a.normaliser.mean_, raw.mean(axis=0), atol=1e-6)

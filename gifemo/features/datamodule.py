@@ -9,10 +9,13 @@ For each row n:
 * ``protocol(tag_lists, positives)`` — a callable given by the caller, in the runs
   :func:`gifemo.eval.protocol.make_protocol` configured by ``cfg.protocol`` — gives the
   per-emotion test sets and ``train_mask`` (n, 17);
-* **tag dictionary** — fitted on the *training rows*, the labelled GIFs in no emotion's test
-  set (``protocol.training_rows``), so no test GIF's tags shape the vocabulary. (Task i also
-  trains on GIFs of other emotions' test sets; their tags are still featurised with this
-  dictionary, they just do not choose it.)
+* **tag dictionary** — ``tag_dictionary_fit="all"`` (default, as the paper §3.4: "from the
+  tags of all the 6113 GIFs"): fitted on the tags of every kept GIF. Building the vocabulary
+  reads tags, never labels or the split, so it leaks no label (the tests check that permuting
+  the labels leaves it unchanged). ``"training"`` (gifemo's earlier rule): fitted on the
+  protocol's training rows only (``protocol.training_rows``, the GIFs in no test set) — on the
+  default data that is 38 of 250 GIFs under the per-emotion split, and most emotions' top tags
+  fall out of the vocabulary.
 * ``X[n]`` = the ``features`` blocks: ``"visual"`` (the store's backbone features, D), ``"tag"``
   (the bag of words, V) or ``"visual+tag"`` (their concatenation, D + V, visual first), passed
   through :class:`gifemo.features.normalise.FeatureNormaliser` (default ``"l2"``: each block
@@ -38,6 +41,7 @@ from gifemo.features.normalise import FeatureNormaliser
 from gifemo.features.store import FeatureStore
 
 FEATURE_KINDS = ("visual", "tag", "visual+tag")
+DICTIONARY_FITS = ("all", "training")  # which GIFs' tags choose the tag vocabulary
 
 
 def check_features(kind: str) -> str:
@@ -142,14 +146,20 @@ def build_feature_arrays(
     protocol: ProtocolFn,
     features: str = "visual+tag",
     tag_min_fraction: float = 0.005,
+    tag_dictionary_fit: str = "all",
     normalisation: str = "l2",
 ) -> FeatureArrays:
-    """Labels, the protocol's split, tag dictionary (training rows only) and normalised X.
+    """Labels, the protocol's split, tag dictionary and normalised X.
 
     ``store`` may be None only for ``features="tag"`` (then every GIF is kept). The dataset must
-    carry GIFGIF-style scores (:meth:`GifDataset.labels` says so otherwise).
+    carry GIFGIF-style scores (:meth:`GifDataset.labels` says so otherwise) and tags (the
+    protocol's pools come from them). ``tag_dictionary_fit``: ``"all"`` or ``"training"``.
     """
     check_features(features)
+    if tag_dictionary_fit not in DICTIONARY_FITS:
+        raise ValueError(
+            f"tag_dictionary_fit must be one of {DICTIONARY_FITS}, got {tag_dictionary_fit!r}"
+        )
     if store is None:
         if "visual" in features:
             raise ValueError(f"features={features!r} needs a feature store")
@@ -164,13 +174,28 @@ def build_feature_arrays(
     Y = kept.labels()  # (n, 17) y = mu - 3 sigma
     pos = positives_of(Y)
     tags = kept.tag_lists()
+    if not any(tags):
+        uses = f" and features={features!r} use tags" if "tag" in features else ""
+        raise ValueError(
+            f"no GIF of {dataset.name!r} ({dataset.root}) has a tag: the evaluation protocol "
+            f"builds each emotion's test pool from its positives' top tags{uses}. Give the rows "
+            f"of metadata.jsonl their 'tags' (python -m gifemo gifgif imports them from GIFGIF's "
+            f"API records; python -m gifemo votes --tags adds them to a vote import)"
+        )
     split = protocol(tags, pos)
     train_rows = split.training_rows
     dictionary = None
     if "tag" in features:
+        fit_rows = np.arange(len(tags)) if tag_dictionary_fit == "all" else train_rows
         dictionary = TagDictionary(min_fraction=tag_min_fraction).fit(
-            [tags[int(r)] for r in train_rows]
+            [tags[int(r)] for r in fit_rows]
         )
+        if len(dictionary) == 0:
+            raise ValueError(
+                f"features={features!r}: no tag of {dataset.name!r} reaches tag_min_fraction="
+                f"{tag_min_fraction} of the {dictionary.n_documents_} GIFs the dictionary is "
+                f"fitted on; lower features.arrays.tag_min_fraction or use features=visual"
+            )
     visual = None if rows is None or store is None else np.asarray(store.visual[rows])  # (n, D)
     raw, blocks = feature_blocks(features, visual, tags, dictionary)
     normaliser = FeatureNormaliser(normalisation).fit(raw[train_rows], blocks)
