@@ -117,3 +117,43 @@ def test_kill_9_and_rerun_gives_the_same_dataset(pool, tmp_path):  # noqa: F811
     rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
     assert sorted(i for r in rows for i in r["giphy_ids"]) == sorted(fake.served_ids(queries))
     assert n_ok < sum(len(r["giphy_ids"]) for r in rows)  # the kill came before the downloads ended
+
+
+def test_offline_demo_collects_the_generated_pool(tmp_path, monkeypatch, capsys):
+    import gifemo.apps.collect as app
+
+    monkeypatch.setattr(app, "DEMO_RETRY_AFTER", 0)
+    args = ["demo", "--out", str(tmp_path / "demo"), "--data-dir", str(tmp_path / "syn"), "--size", "tiny", "--n-tags", "3", "--quiet"]  # fmt: skip
+    assert app.main(args) == 0
+    out = tmp_path / "demo"
+    rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    fails = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    assert len(rows) > 20 and all(
+        r["found_for"] for r in rows
+    )  # Table 1 tags: every row has emotions
+    assert any(len(r["giphy_ids"]) > 1 for r in rows)  # the re-uploads were merged
+    assert sorted(f["reason"].split(":")[0] for f in fails) == ["not a GIF", "truncated GIF"]
+    assert "Powered by GIPHY" in capsys.readouterr().out
+    before = (out / "metadata.jsonl").read_bytes()
+    assert (
+        app.main(args) == 0
+    )  # a rerun: same port, nothing new, failures retried (and still broken)
+    assert (out / "metadata.jsonl").read_bytes() == before
+    assert [
+        f["attempts"] for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())
+    ] == [2, 2]
+
+
+def test_fake_subcommand_serves_until_sigterm(pool):  # noqa: F811
+    import httpx
+
+    p = subprocess.Popen([sys.executable, "-m", "gifemo", "collect", "fake", "--data", str(pool)], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True, env=env(KEY))  # fmt: skip
+    try:
+        line = p.stdout.readline()  # type: ignore[union-attr]
+        url = line.split(" at ")[1].split()[0]
+        r = httpx.get(url + "/gifs/search", params={"api_key": "any", "q": "sad", "limit": 50})
+        assert r.status_code == 200 and len(r.json()["data"]) == 8
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0

@@ -25,7 +25,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-DEMO_FAULTS = {3: "429", 7: "429bare", 11: "500"}
+DEMO_FAULTS = {3: "429", 7: "429bare", 11: "500"}  # search request number → injected fault
+DEMO_RETRY_AFTER = 1  # seconds, in the fake's 429/500 replies
+PORT_FILE = ".fake_giphy_port"  # the demo reuses its port, so a rerun finds the same URLs
 
 
 def _demo(a: argparse.Namespace) -> int:
@@ -40,17 +42,26 @@ def _demo(a: argparse.Namespace) -> int:
         if a.from_run
         else table1_queries(n_tags=a.n_tags)
     )
-    fake = FakeGiphy.from_dataset(pool, aliases=5, faults=DEMO_FAULTS, retry_after=1)
+    fake = FakeGiphy.from_dataset(pool, aliases=5, faults=DEMO_FAULTS, retry_after=DEMO_RETRY_AFTER)
     found = sorted(fake.served_ids(by_emotion))
     if len(found) > 2:  # two broken files among the GIFs the queries find
         fake.media_faults = {found[0]: "notgif", found[1]: "truncated"}
-    with fake:
+    port_file = Path(a.out) / PORT_FILE
+    try:
+        fake.start(int(port_file.read_text()) if port_file.is_file() else 0)
+    except (OSError, ValueError):  # the port is taken now: any free one
+        fake.start(0)
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(fake.url.rsplit(":", 1)[1].split("/")[0])
+    try:
         print(f"fake Giphy serving {len(fake.gifs)} GIFs of {pool} at {fake.url}")
         opts = CollectOptions(
             out_dir=str(a.out), api_base=fake.url, from_run=None, queries=[],
             calls_per_hour=a.calls_per_hour, burst=a.calls_per_hour, backoff_s=0.5, progress=not a.quiet,
         )  # fmt: skip
         report = collect(opts, api_key="offline-demo-key", emotion_queries=by_emotion)
+    finally:
+        fake.stop()
     print(report.summary())
     print(
         f"failures (recorded, retried by a rerun): {a.out}/failures.jsonl\n"
