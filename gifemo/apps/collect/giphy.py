@@ -75,6 +75,15 @@ def _str(x: Any) -> str:
     return x if isinstance(x, str) else ""
 
 
+def _reply_text(body: Any) -> str:
+    """The message of an error reply: a bare ``{"message"}`` or ``meta.msg`` (≤ 200 chars)."""
+    if not isinstance(body, dict):
+        return ""
+    meta = body.get("meta")
+    text = _str(body.get("message")) or (_str(meta.get("msg")) if isinstance(meta, dict) else "")
+    return text[:200]
+
+
 def strip_query(url: str) -> str:
     """``url`` without its query string and fragment (Giphy's ``?cid=…&rid=…`` vary per reply)."""
     p = urlsplit(url)
@@ -235,14 +244,9 @@ class GiphyClient:
             body: Any = r.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
+        text = self._redact(_reply_text(body))
         if r.status_code == 429:
-            text = ""
-            if isinstance(body, dict):
-                m = body.get("meta")
-                text = _str(body.get("message")) or (
-                    _str(m.get("msg")) if isinstance(m, dict) else ""
-                )
-            raise RateLimited(f"{where}: HTTP 429 {self._redact(text)}".rstrip(), retry_after=retry)
+            raise RateLimited(f"{where}: HTTP 429 {text}".rstrip(), retry_after=retry)
         if r.status_code >= 500:
             raise TransientError(f"{where}: HTTP {r.status_code}", retry_after=retry)
         if r.status_code in (401, 403):
@@ -250,13 +254,7 @@ class GiphyClient:
                 f"{where}: HTTP {r.status_code}: Giphy refused the API key (check GIPHY_API_KEY)"
             )
         if r.status_code != 200:
-            text = ""
-            if isinstance(body, dict):
-                m = body.get("meta")
-                text = _str(body.get("message")) or (
-                    _str(m.get("msg")) if isinstance(m, dict) else ""
-                )
-            raise GiphyError(f"{where}: HTTP {r.status_code} {self._redact(text)}".rstrip())
+            raise GiphyError(f"{where}: HTTP {r.status_code} {text}".rstrip())
         if body is None:
             raise TransientError(f"{where}: reply is not JSON")
         try:
