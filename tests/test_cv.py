@@ -120,3 +120,19 @@ def test_grid_search_bad_shapes():
     X, Y, mask = _data()
     with pytest.raises(ValueError, match="do not match"):
         grid_search(Ridge(), X[:10], Y, mask)
+
+
+def test_one_configuration_is_fitted_once_without_cv():
+    X, Y, mask = _data()
+    FITS.clear()
+    res = grid_search(Ridge(), X, Y, mask, param_grid={"alpha": 3.0}, n_folds=5, seed=3)
+    assert len(FITS) == 1 and FITS[0]["alpha"] == 3.0
+    np.testing.assert_array_equal(FITS[0]["mask"], mask)  # the refit on all training rows
+    assert not res.validated and np.isnan(res.scores).all() and res.scores.shape == (1, 5)
+    m = res.to_metrics()
+    assert np.isnan(m["cv/score"]) and m["cv/n_configs"] == 1.0 and m["cv/best/alpha"] == 3.0
+    assert np.isnan(res.table()[0]["cv_score"])
+    np.testing.assert_allclose(res.estimator.W_, Ridge(alpha=3.0).fit(X, Y, mask).W_)
+    FITS.clear()
+    again = grid_search(Ridge(), X, Y, mask, param_grid={"alpha": 3.0}, validate_single=True)
+    assert again.validated and len(FITS) == 6 and np.isfinite(again.best_score)

@@ -18,6 +18,12 @@ down — strong regularisation first — and, when the estimator supports it
 (``estimator.warm_start_ok``), each fit starts from the previous fit on the same fold (a
 regularisation path). The problems are convex, so the start changes the cost, not the answer.
 The chosen configuration is then **refitted on all training rows** (``train_mask``).
+
+**Nothing to choose** — a grid of one configuration (e.g. the GP, whose kernel
+hyper-parameters come from the marginal likelihood, or the unsorted baseline) is fitted once on
+all training rows without cross-validation (K fits that choose nothing cost ~500 s each for the
+GP at GIFGIF size); its ``cv/score`` is NaN and ``validated`` False. ``validate_single=True``
+cross-validates it anyway (fast_dev_run does, to exercise the CV path).
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class CVResult:
     estimator: Estimator | None
     seconds: float
     fold: np.ndarray = field(repr=False)
+    validated: bool = True  # False: one configuration, fitted without CV (scores are NaN)
 
     @property
     def mean_scores(self) -> np.ndarray:
@@ -111,13 +118,15 @@ class CVResult:
 
     @property
     def best_score(self) -> float:
-        return float(self.mean_scores[self.best_index])
+        return float(self.mean_scores[self.best_index]) if self.validated else math.nan
 
     def to_metrics(self, prefix: str = "cv") -> dict[str, float]:
         """``cv/score`` (best mean), ``cv/score_std`` (over folds), ``cv/best/<param>`` (numeric)."""
         out = {
             f"{prefix}/score": self.best_score,
-            f"{prefix}/score_std": float(np.nanstd(self.scores[self.best_index])),
+            f"{prefix}/score_std": float(np.nanstd(self.scores[self.best_index]))
+            if self.validated
+            else math.nan,
             f"{prefix}/n_configs": float(len(self.params)),
             f"{prefix}/seconds": self.seconds,
         }
@@ -128,9 +137,10 @@ class CVResult:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per configuration: its parameters, mean and per-fold scores."""
+        means = self.mean_scores if self.validated else np.full(len(self.params), math.nan)
         return [
             {**p, "cv_score": float(m), "fold_scores": [float(x) for x in s]}
-            for p, m, s in zip(self.params, self.mean_scores, self.scores)
+            for p, m, s in zip(self.params, means, self.scores)
         ]
 
 
@@ -151,6 +161,7 @@ def grid_search(
     refit: bool = True,
     warm_start: bool = True,
     log: Any = None,
+    validate_single: bool = False,
 ) -> CVResult:
     """Cross-validate every configuration of ``param_grid`` on the training rows and refit.
 
@@ -164,6 +175,12 @@ def grid_search(
     t0 = time.perf_counter()
     configs = expand_grid(param_grid or {}, descending=warm_start)
     fold = fold_ids(train_mask, n_folds=n_folds, seed=seed)
+    if len(configs) == 1 and not validate_single:  # nothing to choose: no CV
+        if log is not None:
+            log(f"one configuration {configs[0]}: fitted on all training rows without CV")
+        final = clone(estimator, **configs[0]).fit(X, Y, train_mask) if refit else None
+        nan = np.full((1, n_folds), np.nan)
+        return CVResult(configs, nan, 0, final, time.perf_counter() - t0, fold, validated=False)
     use_init = warm_start and getattr(estimator, "warm_start_ok", False)
     scores = np.full((len(configs), n_folds), np.nan)
     previous: list[Estimator | None] = [None] * n_folds

@@ -135,7 +135,9 @@ def format_summary(
         f"== {label} on {features} features "
         f"({int(metrics['data/n_gifs'])} GIFs, {int(metrics['data/n_features'])} features) ==",
         f"CV ({cv.scores.shape[1]}-fold, {len(cv.params)} configurations): chose {params}, "
-        f"cv/score {metrics['cv/score']:.4f}",
+        f"cv/score {metrics['cv/score']:.4f}"
+        if getattr(cv, "validated", True)
+        else f"No CV (one configuration, nothing to choose): {params}",
         format_report(report),
         f"Unsorted baseline (positives' rate): AUC ≈ {metrics['test/positive_rate_mean']:.3f}, "
         f"Ñ ≈ {metrics['test/n_tilde_unsorted_mean']:,.0f}",
