@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         tracking.finish(logger, exit_code=1)
         raise
     tracking.finish(logger)
-    label = str(cfg.model.get("label", cfg.model.name))
+    label = str(cfg.model.label)
     print(
         results.format_summary(
             label, str(cfg.features.name), metrics, objects["report"], objects["cv"]
@@ -128,8 +128,8 @@ def _run(cfg: DictConfig, out: Path, logger: Any) -> tuple[dict[str, float], dic
             out,
             report,
             estimator,
-            label=str(cfg.model.get("label", cfg.model.name)),
-            cluster_figure=bool(cfg.model.get("cluster_figure", False)),
+            label=str(cfg.model.label),
+            cluster_figure=bool(cfg.model.cluster_figure),
             seed=int(cfg.seed),
         )
         figures.update(dataset_figures(out, dataset, store, data.ids))
@@ -175,7 +175,7 @@ def solver_device(cfg: DictConfig) -> str:
     finds one), else cpu."""
     import torch
 
-    acc = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    acc = str(cfg.trainer.accelerator)
     if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
         return "cuda"
     return "cpu"
@@ -183,8 +183,7 @@ def solver_device(cfg: DictConfig) -> str:
 
 def param_grid(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.model.hparams`` resolved: estimator parameter → value or list of values (a grid)."""
-    hp = cfg.model.get("hparams") or {}
-    grid = OmegaConf.to_container(hp, resolve=True) if isinstance(hp, DictConfig) else dict(hp)
+    grid = OmegaConf.to_container(cfg.model.hparams, resolve=True)
     assert isinstance(grid, dict)
     return {str(k): v for k, v in grid.items()}
 
@@ -218,4 +217,5 @@ def cross_validate(cfg: DictConfig, data: Any) -> Any:
         n_folds=folds,
         seed=int(cfg.cv.seed),
         log=log.info,
+        validate_single=bool(cfg.trainer.fast_dev_run),
     )
