@@ -128,6 +128,7 @@ class LabelState:
         self.positives: Counter[str] = Counter()
         self.resolved: Counter[str] = Counter()
         self.complete: Counter[str] = Counter()
+        self.disagreed: Counter[str] = Counter()
         self.history: dict[str, list[int]] = {}
         self.user_leases: dict[str, set[tuple[str, str]]] = {}
         self.by_seq: dict[int, Event] = {}
@@ -137,6 +138,8 @@ class LabelState:
         self.rerank_count = 0
         self.rerank_errors: list[str] = []
         self._pending: set[str] = set()
+        self._gen, self._synced, self._committing = 0, -1, False
+        self._sync_cond = threading.Condition()
         self._worker: threading.Thread | None = None
         for ev in store.events():
             self._apply(ev)
@@ -145,10 +148,11 @@ class LabelState:
     # -- replay -------------------------------------------------------------------------------
 
     def _touch(self, item: Item, change: Callable[[], None]) -> None:
-        before = (item.final(self.cfg.policy), item.complete)
+        before = (item.final(self.cfg.policy), item.complete, item.status() == "disagreed")
         change()
-        after = (item.final(self.cfg.policy), item.complete)
+        after = (item.final(self.cfg.policy), item.complete, item.status() == "disagreed")
         e = item.emotion
+        self.disagreed[e] += after[2] - before[2]
         self.positives[e] += (after[0] is True) - (before[0] is True)
         self.resolved[e] += (after[0] is not None) - (before[0] is not None)
         self.complete[e] += after[1] - before[1]
@@ -305,60 +309,90 @@ class LabelState:
                 old = self.by_request[request_id]
                 if old.user != user:
                     raise LabelError(409, "request_id already used")
-                return old, False
-            item = self._item(emotion, gif_id)
-            if self._seen(item, user):
-                raise LabelError(409, f"you already answered {gif_id!r} for {emotion} (undo first)")
-            now = self.clock()
-            lease = item.leases.get(user)
-            if (
-                lease is None
-                and answer is not None
-                and self._taken(item, user, now) >= LABELLERS_PER_GIF
-            ):
-                raise LabelError(409, f"{gif_id!r} already has two labellers for {emotion}")
-            ev = self.store.append(
-                user=user,
-                kind="label" if answer is not None else "skip",
-                emotion=emotion,
-                gif_id=gif_id,
-                answer=answer,
-                others=others_t if answer is not None else (),
-                cartoon=cartoon if answer is not None else None,
-                multi_scene=multi_scene if answer is not None else None,
-                strategy=self.cfg.strategy,
-                ranking_version=lease.version if lease else self.version[emotion],
-                request_id=request_id,
-            )
-            self._apply(ev)
-            self._maybe_rerank(emotion)
-            return ev, True
+                result, gen = (old, False), self._gen
+            else:
+                result, gen = (
+                    self._decide(
+                        user, emotion, gif_id, answer, others_t, cartoon, multi_scene, request_id
+                    ),
+                    self._gen,
+                )
+        self._durable(gen)
+        return result
+
+    def _decide(
+        self,
+        user: str,
+        emotion: str,
+        gif_id: str,
+        answer: bool | None,
+        others_t: tuple[str, ...],
+        cartoon: bool | None,
+        multi_scene: bool | None,
+        request_id: str | None,
+    ) -> tuple[Event, bool]:
+        item = self._item(emotion, gif_id)
+        if self._seen(item, user):
+            raise LabelError(409, f"you already answered {gif_id!r} for {emotion} (undo first)")
+        now = self.clock()
+        lease = item.leases.get(user)
+        if (
+            lease is None
+            and answer is not None
+            and self._taken(item, user, now) >= LABELLERS_PER_GIF
+        ):
+            raise LabelError(409, f"{gif_id!r} already has two labellers for {emotion}")
+        ev = self.store.append(
+            user=user,
+            kind="label" if answer is not None else "skip",
+            emotion=emotion,
+            gif_id=gif_id,
+            answer=answer,
+            others=others_t if answer is not None else (),
+            cartoon=cartoon if answer is not None else None,
+            multi_scene=multi_scene if answer is not None else None,
+            strategy=self.cfg.strategy,
+            ranking_version=lease.version if lease else self.version[emotion],
+            request_id=request_id,
+            commit=False,
+        )
+        self._apply(ev)
+        self._maybe_rerank(emotion)
+        return ev, True
 
     def undo(self, user: str, request_id: str | None = None) -> Event | None:
         """Cancel ``user``'s latest live answer or skip; returns the cancelled event (None when
         there is nothing to undo). The item is leased back to the user, first in their queue."""
         with self.lock:
+            gen = self._gen
             if request_id and request_id in self.by_request:
                 old = self.by_request[request_id]
-                return self.by_seq[old.target] if old.target else None  # type: ignore[index]
-            stack = self.history.get(user) or []
-            if not stack:
-                return None
-            target = self.by_seq[stack[-1]]
-            ev = self.store.append(
-                user=user,
-                kind="undo",
-                emotion=target.emotion,
-                gif_id=target.gif_id,
-                target=target.seq,
-                request_id=request_id,
-            )
-            self._apply(ev)
-            item = self._item(target.emotion, target.gif_id)
-            now = self.clock()
-            version = target.ranking_version or self.version[item.emotion]
-            self._lease(item, user, Lease(now + self.cfg.lease_seconds, version, 1, now))
-            return target
+                target = self.by_seq[old.target] if old.target else None  # type: ignore[index]
+            else:
+                target = self._undo(user, request_id)
+        self._durable(gen)
+        return target
+
+    def _undo(self, user: str, request_id: str | None) -> Event | None:
+        stack = self.history.get(user) or []
+        if not stack:
+            return None
+        target = self.by_seq[stack[-1]]
+        ev = self.store.append(
+            user=user,
+            kind="undo",
+            emotion=target.emotion,
+            gif_id=target.gif_id,
+            target=target.seq,
+            request_id=request_id,
+            commit=False,
+        )
+        self._apply(ev)
+        item = self._item(target.emotion, target.gif_id)
+        now = self.clock()
+        version = target.ranking_version or self.version[item.emotion]
+        self._lease(item, user, Lease(now + self.cfg.lease_seconds, version, 1, now))
+        return target
 
     def adjudicate(self, admin: str, emotion: str, gif_id: str, answer: bool) -> Event:
         """The adjudicator's label of a disagreement (policy ``adjudicate``)."""
@@ -369,11 +403,43 @@ class LabelState:
             if item.status() not in ("disagreed", "adjudicated"):
                 raise LabelError(409, f"{gif_id!r} is not a disagreement for {emotion}")
             ev = self.store.append(
-                user=admin, kind="adjudicate", emotion=emotion, gif_id=gif_id, answer=bool(answer)
+                user=admin,
+                kind="adjudicate",
+                emotion=emotion,
+                gif_id=gif_id,
+                answer=bool(answer),
+                commit=False,
             )
             self._apply(ev)
             self._maybe_rerank(emotion)
-            return ev
+            gen = self._gen
+        self._durable(gen)
+        return ev
+
+    def _durable(self, gen: int) -> None:
+        """Return once the events appended in batch ``gen`` are committed. Group commit: the
+        first waiter commits (one fsync) everything appended so far, whoever appended it;
+        answers arriving meanwhile form the next batch."""
+        with self._sync_cond:
+            while self._synced < gen:
+                if not self._committing:
+                    self._committing = True
+                    break
+                self._sync_cond.wait()
+            else:
+                return
+        done = -1
+        try:
+            with self.lock:
+                batch = self._gen
+                self._gen += 1
+                self.store.commit()
+                done = batch
+        finally:
+            with self._sync_cond:
+                self._committing = False
+                self._synced = max(self._synced, done)
+                self._sync_cond.notify_all()
 
     # -- views --------------------------------------------------------------------------------
 
@@ -391,9 +457,7 @@ class LabelState:
                     "complete": self.complete[e],
                     "positives": self.positives[e],
                     "n_p": self.cfg.n_p,
-                    "disagreements": sum(
-                        1 for g in self.order[e] if self.items[e, g].status() == "disagreed"
-                    ),
+                    "disagreements": self.disagreed[e],
                     "done": self.done(e),
                     "ranking_version": self.version[e],
                 }

@@ -122,7 +122,13 @@ class Store:
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
+        self.commit()
         self.db.close()
+
+    def commit(self) -> None:
+        """Commit the open transaction (the events appended with ``commit=False``)."""
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
 
     # -- candidates ---------------------------------------------------------------------------
 
@@ -215,11 +221,16 @@ class Store:
         strategy: str | None = None,
         ranking_version: int | None = None,
         request_id: str | None = None,
+        commit: bool = True,
     ) -> Event:
-        """Append one event and commit it (fsync'd before this returns)."""
+        """Append one event; with ``commit`` it is committed (fsync'd) before this returns,
+        else it joins the open transaction until :meth:`commit` (group commit: one fsync for
+        the answers of many labellers)."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"event kind must be one of {EVENT_KINDS}, got {kind!r}")
         ts = time.time()
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
         cur = self.db.execute(
             "INSERT INTO events(ts, user, kind, emotion, gif_id, answer, others, cartoon,"
             " multi_scene, target, strategy, ranking_version, request_id)"
@@ -242,6 +253,8 @@ class Store:
         )
         seq = cur.lastrowid
         assert seq is not None
+        if commit:
+            self.commit()
         return Event(
             seq,
             ts,
@@ -285,10 +298,14 @@ class Store:
         ]
 
     def add_ranking(self, emotion: str, version: int, gif_ids: Sequence[str]) -> None:
+        """Store a new queue order (committed with any pending events)."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(
             "INSERT INTO rankings(emotion, version, ts, gif_ids) VALUES (?,?,?,?)",
             (emotion, version, time.time(), json.dumps(list(gif_ids))),
         )
+        self.commit()
 
     def latest_rankings(self) -> dict[str, tuple[int, list[str]]]:
         """emotion -> (version, order) of the newest stored ranking."""
