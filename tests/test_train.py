@@ -7,6 +7,7 @@ models' smoke switch: the first grid point, 2 CV folds) unless a test needs more
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import runpy
@@ -152,6 +153,43 @@ def test_saved_model_reloads_and_scores_new_gifs_identically(
     np.testing.assert_array_equal(
         model.estimator.predict(data.X), np.asarray(objects["scores"], dtype=np.float64)
     )
+
+
+@pytest.mark.slow  # extracts the tiny candidate pool
+def test_predict_app_extracts_new_gifs_like_the_training_features(
+    trained: dict[str, Any], data_dir: Path, tmp_path: Path
+) -> None:
+    """`python -m gifemo predict` without --store: the extraction config is composed with Hydra's
+    compose API and carries the model's backbone; the ranked scores are the model's scores."""
+    import csv
+
+    from gifemo.apps.predict import extraction_config, main
+    from gifemo.data.metadata import read_dataset
+    from gifemo.data.synthetic import generate
+    from gifemo.features.store import FeatureStore
+    from gifemo.models.saved import load_model, score_dataset, store_identity
+
+    root = generate(data_dir / "synthetic", seed=0, size="tiny", parts=("candidates",))
+    root = root / "candidates"
+    model = load_model(trained["out"] / "model")
+    cfg = extraction_config(model, root, tmp_path / "store")
+    assert OmegaConf.to_container(cfg.backbone) == trained["cfg"].backbone
+    assert cfg.data.root == str(root) and cfg.extract.out_dir == str(tmp_path / "store")
+    argv = ["--model", str(model.path), "--data", str(root), "--out", str(tmp_path), "--top", "2"]
+    assert main(argv) == 0
+    store = FeatureStore.open(tmp_path / "features")
+    assert store_identity(store) == model.meta["store"]  # same backbone, weights, preprocessing
+    keep, scores = score_dataset(model, read_dataset(root), store)
+    ranked = list(csv.DictReader(open(tmp_path / "ranked.csv")))
+    assert len(ranked) == 2 * len(EMOTIONS)
+    ids = [read_dataset(root).records[i].id for i in keep]
+    for row in ranked:
+        j = EMOTIONS.index(row["emotion"])
+        assert float(row["score"]) == pytest.approx(scores[ids.index(row["id"]), j], rel=1e-12)
+    with pytest.raises(ValueError, match="no backbone section"):
+        extraction_config(
+            dataclasses.replace(model, meta={**model.meta, "config": None}), root, tmp_path
+        )
 
 
 def test_logger_none_and_the_unsorted_baseline(data_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,22 @@ def rank(
     *,
     top_n: int = 100,
     out_dir: str | Path | None = None,
+    candidates: Mapping[str, Collection[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-``top_n`` GIFs per emotion by score (ties by id); written to out_dir when given."""
+    """Top-``top_n`` GIFs per emotion by score (ties by id); written to out_dir when given.
+
+    ``candidates``: ``{emotion: ids}`` — rank each emotion only within its own candidates (the
+    GIFs its tags found, paper §3.2; :func:`gifemo.apps.collect.candidates.candidates_by_emotion`);
+    None: every GIF is a candidate for every emotion."""
     m = model if isinstance(model, SavedModel) else load_model(model)
     keep, scores = score_dataset(m, dataset, store)
     rows: list[dict[str, Any]] = []
     for j, emotion in enumerate(m.meta["emotions"]):
-        order = sorted(range(len(keep)), key=lambda r: (-scores[r, j], dataset.records[keep[r]].id))
+        pool = range(len(keep))
+        if candidates is not None:
+            own = candidates.get(emotion, ())
+            pool = [r for r in pool if dataset.records[keep[r]].id in own]  # type: ignore[assignment]
+        order = sorted(pool, key=lambda r: (-scores[r, j], dataset.records[keep[r]].id))
         for pos, r in enumerate(order[:top_n]):
             rec = dataset.records[keep[r]]
             rows.append(
@@ -61,21 +70,38 @@ def rank(
     return rows
 
 
-def _extract_store(m: SavedModel, data_root: str, out: Path) -> FeatureStore:
-    """Extract the new GIFs' features with the model's saved backbone/extract config."""
+# The repository's config tree (extract.py's primary config and its groups).
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def extraction_config(model: SavedModel, data_root: str | Path, store_dir: str | Path) -> Any:
+    """extract.py's config for the GIFs of ``data_root`` (metadata.jsonl, any kind), composed with
+    Hydra's compose API, with the model's saved ``backbone``, ``clips`` and ``extract`` sections
+    (what made its training features) in place of the defaults; the store goes to ``store_dir``.
+    Sections a model saved before they existed keep their defaults."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from gifemo.features.extract import extract
+    saved = model.meta.get("config") or {}
+    if "backbone" not in saved:
+        raise ValueError(
+            f"{model.path}/model.json: its config has no backbone section; pass --store instead"
+        )
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("extract", overrides=["data=gifgif", "data.kind=auto"])
+    for key in ("backbone", "clips", "extract"):
+        if key in saved:
+            cfg[key] = OmegaConf.create(saved[key])
+    cfg.data.root = str(data_root)
+    cfg.extract.out_dir = str(store_dir)
+    return cfg
 
-    cfg = m.meta.get("config") or {}
-    missing = [k for k in ("backbone", "extract", "paths") if k not in cfg]
-    if missing:
-        raise ValueError(f"{m.path}/model.json: config lacks {missing}; pass --store instead")
-    c = OmegaConf.create(cfg)
-    c.data = {"_target_": "gifemo.data.metadata.read_dataset", "root": data_root}
-    c.extract.out_dir = str(out / "features")
-    store = extract(c)
-    return store
+
+def _extract_store(m: SavedModel, data_root: str, out: Path) -> FeatureStore:
+    """Extract the new GIFs' features with the model's saved backbone/clips/extract config."""
+    from gifemo.runners.extract import extract
+
+    return extract(extraction_config(m, data_root, out / "features"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", default="ranked", help="output directory for ranked.csv / ranked.jsonl")
     p.add_argument("--top", type=int, default=100, help="GIFs per emotion")
+    p.add_argument(
+        "--candidates-by-emotion",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="rank each emotion within its own candidates (rows whose 'found_for' holds it, as "
+        "written by collect.py); auto: when the metadata has found_for",
+    )
     a = p.parse_args(argv)
+    from gifemo.apps.collect.candidates import candidates_by_emotion
     from gifemo.data.metadata import read_dataset
 
     m = load_model(a.model)
@@ -98,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = _extract_store(m, a.data, Path(a.out))
     else:
         store = None
-    rows = rank(m, dataset, store, top_n=a.top, out_dir=a.out)
+    cands = None if a.candidates_by_emotion == "no" else candidates_by_emotion(a.data)
+    if cands is None and a.candidates_by_emotion == "yes":
+        p.error(f"--candidates-by-emotion yes: no row of {a.data}/metadata.jsonl has 'found_for'")
+    rows = rank(m, dataset, store, top_n=a.top, out_dir=a.out, candidates=cands)
     print(
         f"ranked {len(rows)} rows ({a.top} per emotion) of {len(dataset)} GIFs → {Path(a.out) / 'ranked.csv'}"
     )

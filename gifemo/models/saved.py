@@ -10,7 +10,7 @@ A saved model is a directory (no pickle anywhere)::
     tags.json           the TagDictionary (when the features use tags)
 
 Scoring new GIFs follows training exactly: visual rows come from a feature store extracted by
-the same code (:func:`gifemo.features.extract.extract`) and must carry the same backbone
+the same code (:func:`gifemo.runners.extract.extract`) and must carry the same backbone
 identity as the training store (else a ValueError names the difference); tag features use the
 saved dictionary; the saved normaliser; then the estimator's scores (n, 17).
 
