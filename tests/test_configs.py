@@ -239,12 +239,14 @@ def test_model_finetune_builds_optimizer_and_callbacks_from_config(
     group option or a key override changes what is built; callbacks=none builds none."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    from gifemo.finetune.callbacks import FinalCheckpoint
     from gifemo.runners.finetune import build_callbacks
 
     base = [*base_overrides(data_dir, tmp_path), "model=finetune", "data=gifgif_plus"]
     cfg = compose_train([*base, "callbacks.early_stopping.patience=2"])
-    checkpoint, stopping = build_callbacks(cfg)
+    checkpoint, final, stopping = build_callbacks(cfg)
     assert isinstance(checkpoint, ModelCheckpoint) and isinstance(stopping, EarlyStopping)
+    assert isinstance(final, FinalCheckpoint) and final.path == tmp_path / "checkpoints/last.ckpt"
     assert Path(checkpoint.dirpath) == tmp_path / "checkpoints"
     assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/mAP", "max", True)
     assert (stopping.monitor, stopping.patience) == ("val/mAP", 2)
@@ -256,7 +258,7 @@ def test_model_finetune_builds_optimizer_and_callbacks_from_config(
     assert type(opt) is torch.optim.SGD and opt.defaults["momentum"] == 0.9
     # the tiny experiment drops early stopping only
     tiny = compose_train([*base_overrides(data_dir, tmp_path), "experiment=finetune_tiny"])
-    assert [type(c) for c in build_callbacks(tiny)] == [ModelCheckpoint]
+    assert [type(c) for c in build_callbacks(tiny)] == [ModelCheckpoint, FinalCheckpoint]
 
 
 def test_bases_are_shared_not_copied() -> None:

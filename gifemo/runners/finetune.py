@@ -142,8 +142,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics["train/loss_first_epoch"], metrics["train/loss_last_epoch"] = losses[0], losses[-1]
     metrics["decode_failures"] = float(len({f["id"] for f in module.failures}))
     if "test/precision_mean" in metrics:
-        print(f"C3D fine-tuned ({module.backbone.weights_id}), {split['test'].size} test GIFs, "
-              f"mAP {metrics['test/mAP']:.3f}: {table4_line(metrics, prefix='test/')}")  # fmt: skip
+        # the GIFs actually evaluated (trainer.limit_test_batches may stop short of the split)
+        n_eval, n_split = int(metrics.get("test/n_gifs", split["test"].size)), split["test"].size
+        of = "" if n_eval == n_split else f" of {n_split} (trainer.limit_test_batches)"
+        print(f"{type(module.backbone).__name__} fine-tuned ({module.backbone.weights_id}), "
+              f"{n_eval}{of} test GIFs, mAP {metrics['test/mAP']:.3f}: "
+              f"{table4_line(metrics, prefix='test/')}")  # fmt: skip
     if trainer.is_global_zero:
         (out_dir / "finetune_metrics.json").write_text(json.dumps(metrics, indent=1))
         (out_dir / "finetune_history.json").write_text(json.dumps(module.history, indent=1))
