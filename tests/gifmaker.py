@@ -32,6 +32,10 @@ class GifFrame:
     transparent: int | None = None
     palette: np.ndarray | None = None  # (k, 3) uint8 local colour table, k a power of two ≥ 2
     interlace: bool = False
+    gce: bool = True  # write a Graphic Control Extension before the image
+    lzw: bytes | None = None  # raw LZW data (with its code size byte) instead of encoding indices
+    width: int | None = None  # descriptor size when it differs from indices (zero-size images)
+    height: int | None = None
 
 
 def _table_bits(palette: np.ndarray) -> int:
@@ -103,9 +107,14 @@ def gif_bytes(
     palette: np.ndarray | None,
     background_index: int = 0,
     loop: int | None = 0,
+    version: bytes = b"GIF89a",
+    before: dict[int, bytes] | None = None,
 ) -> bytes:
-    """The bytes of a GIF89a with logical screen (width, height) and the given frames."""
-    out = bytearray(b"GIF89a")
+    """The bytes of a GIF with logical screen (width, height) and the given frames.
+
+    ``before``: raw blocks to write before frame k's blocks (extensions a test needs).
+    """
+    out = bytearray(version)
     packed = 0
     if palette is not None:
         packed = 0x80 | (7 << 4) | _table_bits(palette)
@@ -114,11 +123,14 @@ def gif_bytes(
         out += np.asarray(palette, np.uint8).tobytes()
     if loop is not None:
         out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", loop) + b"\x00"
-    for f in frames:
+    for k, f in enumerate(frames):
+        out += (before or {}).get(k, b"")
         idx = np.asarray(f.indices, np.uint8)
         h, w = idx.shape
         gce = (f.disposal & 7) << 2 | (1 if f.transparent is not None else 0)
-        out += b"\x21\xf9\x04" + struct.pack("<BHB", gce, f.delay_cs, f.transparent or 0) + b"\x00"
+        if f.gce:
+            out += b"\x21\xf9\x04" + struct.pack("<BHB", gce, f.delay_cs, f.transparent or 0)
+            out += b"\x00"
         desc = 0
         table = f.palette if f.palette is not None else palette
         assert table is not None, "a frame needs a local palette when there is no global one"
@@ -127,11 +139,15 @@ def gif_bytes(
         if f.interlace:
             desc |= 0x40
             idx = idx[_interlace_rows(h)]
-        out += b"\x2c" + struct.pack("<HHHHB", f.left, f.top, w, h, desc)
+        dw, dh = (w if f.width is None else f.width), (h if f.height is None else f.height)
+        out += b"\x2c" + struct.pack("<HHHHB", f.left, f.top, dw, dh, desc)
         if f.palette is not None:
             out += np.asarray(f.palette, np.uint8).tobytes()
-        assert int(idx.max(initial=0)) < len(table), "palette index out of range"
+        if f.lzw is not None:
+            out += f.lzw[:1] + _sub_blocks(f.lzw[1:])
+            continue
         min_code = max(2, (len(table) - 1).bit_length())
+        assert int(idx.max(initial=0)) < 1 << min_code, "palette index out of range"
         out += bytes([min_code]) + _sub_blocks(lzw_encode(idx.ravel().tolist(), min_code))
     out += b"\x3b"
     return bytes(out)

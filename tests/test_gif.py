@@ -174,10 +174,13 @@ def test_zero_and_missing_delays(tmp_path):
     g = read_gif(tmp_path / "z.gif")
     assert g.delays_ms.tolist() == [0, 10, 30, 70, 0]  # the file's own values, 0 stays 0
     assert playback_delays_ms(g.delays_ms).tolist() == [100, 100, 30, 70, 100]
-    # drop the Graphic Control Extension of frame 3: no delay means 0 (FFmpeg would repeat 30)
+    # drop the Graphic Control Extension of image 3: it belongs to the current frame, the one
+    # image 2 started (GIF89a §23: drawn without waiting; FFmpeg would show it as a frame)
     at = [i for i in range(len(raw)) if raw[i : i + 3] == b"\x21\xf9\x04"][3]
     (tmp_path / "m.gif").write_bytes(raw[:at] + raw[at + 8 :])
-    assert read_gif(tmp_path / "m.gif").delays_ms.tolist() == [0, 10, 30, 0, 0]
+    m = read_gif(tmp_path / "m.gif")
+    assert m.delays_ms.tolist() == [0, 10, 30, 0] and m.frames_in_file == 4
+    assert np.array_equal(m.frames, g.frames[[0, 1, 3, 4]])  # image 3 covers image 2
     with Image.open(tmp_path / "z.gif") as im:
         assert [f.info["duration"] for f in ImageSequence.Iterator(im)] == [0, 10, 30, 70, 0]
 
@@ -220,8 +223,12 @@ def test_not_decodable(tmp_path):
 
 def test_zero_frames_and_zero_size(tmp_path):
     pal = random_palette(4, 0)
-    (tmp_path / "none.gif").write_bytes(gif_bytes(6, 5, [], palette=pal))
-    expect_error(tmp_path / "none.gif", "no frames")
+    # a complete GIF without any image is one frame of its background (GIF89a §18)
+    (tmp_path / "none.gif").write_bytes(gif_bytes(6, 5, [], palette=pal, background_index=2))
+    none = read_gif(tmp_path / "none.gif")
+    assert none.frames.shape == (1, 5, 6, 3) and (none.frames == pal[2]).all()
+    (tmp_path / "cut.gif").write_bytes(gif_bytes(6, 5, [], palette=pal)[:-1])  # no trailer
+    expect_error(tmp_path / "cut.gif", "file ends before its first frame")
     (tmp_path / "zero.gif").write_bytes(
         gif_bytes(0, 5, [GifFrame(random_indices(5, 6, 4, 0))], palette=pal)
     )

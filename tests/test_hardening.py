@@ -259,6 +259,12 @@ def hostile_folder(root: Path) -> Path:
     (gifs / "garbage.gif").write_bytes(b"\x00\x01not a gif at all" * 50)
     (gifs / "header_only.gif").write_bytes(small_gif()[:13])
     (gifs / "no_frames.gif").write_bytes(small_gif()[:25] + b"\x3b")
+    pal = random_palette(4, 3)  # structures FFmpeg gets wrong: composed from the blocks
+    tiles = [GifFrame(random_indices(3, 4, 4, s), left=4 * (s % 2), top=3 * (s // 2), gce=s == 0)
+             for s in range(4)]  # fmt: skip
+    (gifs / "tiles.gif").write_bytes(gif_bytes(8, 6, tiles, palette=pal))
+    anim87 = [GifFrame(random_indices(6, 8, 4, s), gce=False) for s in range(5)]
+    (gifs / "gif87a.gif").write_bytes(gif_bytes(8, 6, anim87, palette=pal, version=b"GIF87a"))
     for name in ("line\nbreak", "ls\u2028sep", "cr\rname"):
         (gifs / f"{name}.gif").write_bytes(small_gif(4, seed=len(name)))
     with open(os.fsencode(gifs) + b"/bytes-\xff.gif", "wb") as f:
@@ -330,7 +336,9 @@ def test_reliability_hostile_folder_kill_and_rerun(tmp_path):
     rows = {str(r.path) for r in read_folder(gifs).records if r.id in set(store.ids)}
     failed = {f["path"] for f in store.failures}
     assert rows | failed == every_entry(gifs) and not rows & failed
-    assert len(store.ids) == 12 and store.meta["counts"]["truncated"] == 1
+    assert len(store.ids) == 15 and store.meta["counts"]["truncated"] == 1  # no_frames: 1 bg frame
+    assert store.n_frames[store.ids.index("tiles")] == 1
+    assert store.n_frames[store.ids.index("gif87a")] == 5
     print(f"peak RSS of extract.py over the hostile folder: {peak_mb} MB")
     assert {f["reason"] for f in store.failures if f["index"] is None} >= {"symlink loop"}
     # a real SIGKILL once the first shard is on disk, then the same command again

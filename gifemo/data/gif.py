@@ -2,8 +2,16 @@
 
 ``read_gif(path)`` returns a :class:`Gif`: ``frames`` (T, H, W, 3) uint8 and ``delays_ms``
 (T,) int64. The block structure comes from :mod:`gifemo.data.gif_blocks` (the walker, no
-decoding); this module guards sizes, decodes with PyAV and composites to RGB. Decoding is PyAV (FFmpeg's ``gif`` decoder), sequential from frame 0 (only frame 0
-is a keyframe; we never seek).
+decoding); this module guards sizes, decodes with PyAV and composites to RGB. Decoding is PyAV
+(FFmpeg's ``gif`` decoder), sequential from frame 0 (only frame 0 is a keyframe; we never seek).
+
+Where FFmpeg's view differs from the spec's
+    FFmpeg makes a frame of every image. Files where that is wrong — images without a Graphic
+    Control Extension after the first (several image blocks in one frame), GIF87a animations,
+    zero-size or off-screen images, a GIF without images, a Plain Text Extension — are found
+    by the block walk and composed from their blocks by :mod:`gifemo.data.gif_compose` (the
+    rules are there; docs/gif-conformance.md lists the spec suite's cases). Every other file,
+    the common animated GIF, takes FFmpeg's path unchanged.
 
 What the frames are
     FFmpeg composites each frame onto the logical screen (partial frames, disposal 0/1/2/3,
@@ -72,6 +80,7 @@ from gifemo.data.gif_blocks import (
     TruncatedGifWarning,
     scan_gif,
 )
+from gifemo.data.gif_compose import compose_gif, frame_count, needs_blocks
 
 __all__ = [
     "BROWSER_MIN_DELAY_MS",
@@ -162,20 +171,23 @@ def _guard_gif(
     max_frames: int | None,
     max_bytes: int | None,
     read_frames: int | None,
-) -> GifLayout:
-    """Walk the blocks and apply every budget that the structure alone decides."""
+) -> tuple[GifLayout, str | None, int]:
+    """Walk the blocks and apply every budget that the structure alone decides.
+
+    Returns the layout, why the frames must be composed from the blocks (None: FFmpeg's
+    frames are right, :func:`gifemo.data.gif_compose.needs_blocks`) and the frame count.
+    """
     layout = scan_gif(data, p)
     _check_size(p, layout.width, layout.height, max_pixels, "logical screen")
-    if not layout.images:
-        raise GifDecodeError(
-            p, "no frames" if layout.complete else "file ends before its first frame is complete"
-        )
-    n = len(layout.images)
+    if not layout.images and not layout.complete:
+        raise GifDecodeError(p, "file ends before its first frame is complete")
+    route = needs_blocks(layout)
+    n = frame_count(layout) if route else len(layout.images)
     if max_frames is not None and n > max_frames:
         raise GifDecodeError(p, f"{n} frames, over the budget max_frames={max_frames}")
     kept = n if read_frames is None else min(n, read_frames)
     _check_bytes(p, kept, layout.width, layout.height, max_bytes)
-    return layout
+    return layout, route, n
 
 
 # ---- decoding (PyAV) and compositing to RGB ----
@@ -323,41 +335,56 @@ def _read_gif(
 ) -> Gif:
     data = _read_bytes(p)
     bg = np.asarray(background, np.uint8).reshape(3)
-    layout: GifLayout | None = None
-    n_expected: int | None = None
-    if data[:6] in GIF_MAGIC:
-        layout = _guard_gif(
-            p, data, max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
-            read_frames=read_frames,
+    if data[:6] not in GIF_MAGIC:  # MP4, WebM, PNG, … named .gif
+        decoded = _decode(
+            p, data, n_expected=None, stop_at=read_frames, bg=bg, max_pixels=max_pixels,
+            max_frames=max_frames, max_bytes=max_bytes,
         )  # fmt: skip
-        n_expected = len(layout.images)
-        if read_frames is not None:
-            n_expected = min(n_expected, read_frames)
-    decoded = _decode(
-        p, data, n_expected=n_expected, stop_at=n_expected if layout else read_frames, bg=bg,
-        max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+        return _finish(p, decoded.frames, decoded.delays_ms, decoded.error, -1, complete=True)
+    layout, route, n_file = _guard_gif(
+        p, data, max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+        read_frames=read_frames,
     )  # fmt: skip
-    n = len(decoded.frames)
-    if layout is not None:
-        delays = [10 * im.delay_cs for im in layout.images[:n]]
-        read_to_end = n_expected == len(layout.images)
-        truncated = n < (n_expected or 0) or (read_to_end and not layout.complete)
+    n_expected = n_file if read_frames is None else min(n_file, read_frames)
+    if route is not None:  # FFmpeg's frames differ from the spec's: compose from the blocks
+        frames, delays = compose_gif(data, layout, p, background=bg, max_frames_out=read_frames)
+        error = None
     else:
-        delays = decoded.delays_ms
-        truncated = decoded.error is not None
+        decoded = _decode(
+            p, data, n_expected=n_expected, stop_at=n_expected, bg=bg, max_pixels=max_pixels,
+            max_frames=max_frames, max_bytes=max_bytes,
+        )  # fmt: skip
+        frames, error = decoded.frames, decoded.error
+        delays = [10 * im.delay_cs for im in layout.images[: len(frames)]]
+    read_to_end = n_expected == n_file
+    return _finish(
+        p, frames, delays, error, n_file,
+        complete=len(frames) == n_expected and (layout.complete or not read_to_end),
+    )  # fmt: skip
+
+
+def _finish(
+    p: Path,
+    frames: np.ndarray,
+    delays: list[int],
+    error: str | None,
+    n_file: int,
+    *,
+    complete: bool,
+) -> Gif:
+    """The Gif, with the truncation warning when frames are missing or the data was corrupt."""
+    truncated = not complete or (n_file < 0 and error is not None)
     if truncated:
-        why = decoded.error or (
-            "file ends early" if layout is not None and not layout.complete else "frames missing"
-        )
+        why = error or "file ends early"
         warnings.warn(
-            f"{p}: truncated or corrupt ({why}); kept the {n} complete frames",
+            f"{p}: truncated or corrupt ({why}); kept the {len(frames)} complete frames",
             TruncatedGifWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return Gif(
         path=str(p),
-        frames=decoded.frames,
+        frames=frames,
         delays_ms=np.asarray(delays, np.int64),
         truncated=truncated,
-        frames_in_file=len(layout.images) if layout is not None else -1,
+        frames_in_file=n_file,
     )

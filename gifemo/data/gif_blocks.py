@@ -50,6 +50,10 @@ class ImageBlock(NamedTuple):
     transparent: int | None  # transparent colour index, or None
     delay_cs: int  # from the GCE (0 without one)
     local_table: bool
+    table_bits: (
+        int  # colour table in effect (local, else global) has 2**table_bits entries; 0: none
+    )
+    lzw_min: int  # LZW minimum code size
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class GifLayout:
     global_table: bool
     images: tuple[ImageBlock, ...]  # one per image whose data is complete in the file
     complete: bool  # the trailer (0x3B) was reached after well-formed blocks
+    plain_text: bool = False  # a Plain Text Extension (0x21 0x01) was seen
 
     @property
     def delays_cs(self) -> tuple[int, ...]:
@@ -97,6 +102,8 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
     width, height = struct.unpack_from("<HH", data, 6)
     packed = data[10]
     pos = 13 + _table_size(packed)
+    global_bits = (packed & 7) + 1 if packed & 0x80 else 0
+    plain_text = False
     images: list[ImageBlock] = []
     gce: tuple[int, int | None, int] | None = None  # (disposal, transparent, delay_cs)
     n = len(data)
@@ -112,6 +119,7 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
                 break
             label = data[pos]
             pos += 1
+            plain_text |= label == 0x01
             if label == 0xF9 and pos + 5 <= n and data[pos] >= 4:
                 flags, delay, index = struct.unpack_from("<BHB", data, pos + 1)
                 gce = ((flags >> 2) & 7, index if flags & 1 else None, delay)
@@ -120,8 +128,11 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
             if pos + 9 > n:
                 break
             left, top, w, h, local = struct.unpack_from("<HHHHB", data, pos)
-            pos += 9 + _table_size(local) + 1
-            pos = _skip_sub_blocks(data, pos) if pos <= n else -1
+            pos += 9 + _table_size(local)
+            if pos >= n:
+                break
+            lzw_min = data[pos]
+            pos = _skip_sub_blocks(data, pos + 1)
             if pos < 0:
                 break
             disposal, transparent, delay = gce if gce is not None else (0, None, 0)
@@ -136,6 +147,8 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
                     transparent,
                     delay,
                     bool(local & 0x80),
+                    (local & 7) + 1 if local & 0x80 else global_bits,
+                    lzw_min,
                 )
             )
             gce = None
@@ -151,4 +164,5 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
         global_table=bool(packed & 0x80),
         images=tuple(images),
         complete=complete,
+        plain_text=plain_text,
     )
