@@ -171,3 +171,53 @@ def test_cli_agreement_and_assemble_with_stats(tmp_path, capsys):
     assert (out / "stats" / "fig10_overlap.png").is_file() and (
         out / "stats" / "fig9_timing.png"
     ).is_file()
+
+
+def test_predicted_n_tilde_uses_the_projects_quota(tmp_path):
+    from gifemo.apps.label.project import predicted_n_tilde
+
+    m = tmp_path / "metrics.json"
+    m.write_text(
+        json.dumps({"test/precision_at_recall/amusement": 0.25, "test/n_tilde/anger": 777.0})
+    )
+    assert predicted_n_tilde(tmp_path, 50) == {"amusement": 200.0, "anger": 777.0}
+    assert predicted_n_tilde(None, 50) == {}
+
+
+def test_scripted_labellers_without_errors_reproduce_the_truth(tmp_path):
+    from gifemo.apps.label.simulate import simulate
+
+    p = make_project(tmp_path, n_gifs=6, n_p=100)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for g in p.ids:
+        emotions = sorted(
+            {
+                str(e)
+                for e in rng.choice(
+                    ["amusement", "anger", "fear", "pride"], size=int(rng.integers(0, 3))
+                )
+            }
+        )
+        truth[g] = {
+            "id": g,
+            "emotions": emotions,
+            "cartoon": bool(rng.random() < 0.5),
+            "multi_scene": False,
+        }
+    (tmp_path / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in truth.values()))
+    counts = simulate(p.path, tmp_path / "truth.jsonl", labellers=2, error=0.0)
+    assert counts == {
+        "answers": 2 * 2 * 6,
+        "yes": 2 * sum(len({"amusement", "anger"} & set(r["emotions"])) for r in truth.values()),
+        "unknown_truth": 0,
+    }
+    out = tmp_path / "out"
+    assemble(open_state(p.path), out, stats=False)
+    rows = {
+        json.loads(x)["id"]: json.loads(x)
+        for x in (out / "metadata.jsonl").read_text().splitlines()
+    }
+    assert {g: (r["emotions"], r["cartoon"]) for g, r in rows.items()} == {
+        g: (t["emotions"], t["cartoon"]) for g, t in truth.items() if t["emotions"]
+    }

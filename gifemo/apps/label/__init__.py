@@ -19,6 +19,11 @@ positives per emotion, two labellers per GIF, and the result is assembled into G
     write the GIFGIF+ dataset (metadata.jsonl, gifs/, stats/, README.md)
 ``status --project P``
     progress per emotion
+``demo [--out outputs/label_demo] [--size tiny]``
+    the offline end-to-end demo: collect → extract → rank → label → assemble → train (see
+    :mod:`.demo`)
+``simulate --project P --truth truth.jsonl [--labellers 2] [--error 0] [--url URL]``
+    scripted labellers answering from hidden labels (demo; see :mod:`.simulate`)
 
 See docs/labelling.md.
 """
@@ -87,7 +92,7 @@ def serve(project: str | Path, host: str = "127.0.0.1", port: int = 8765) -> int
     from gifemo.apps.label.server import create_app
 
     state = open_state(project)
-    app = create_app(state, predicted=predicted_n_tilde(state.cfg.predicted))
+    app = create_app(state, predicted=predicted_n_tilde(state.cfg.predicted, state.cfg.n_p))
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -109,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "demo", help="the offline end-to-end demo (options: demo --help)", add_help=False
+    )
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help, description=help)
@@ -183,11 +191,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-stats", action="store_true", help="skip Figs. 9-10")
 
     cmd("status", "progress per emotion")
+
+    s = cmd("simulate", "scripted labellers answering from hidden ground truth (demos)")
+    s.add_argument("--truth", required=True, help="truth.jsonl: id, emotions, cartoon, multi_scene")
+    s.add_argument("--labellers", type=int, default=2, help="scripted labellers (2)")
+    s.add_argument("--error", type=float, default=0.0, help="chance of flipping each answer/mark")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--url", help="a running server (else the queue is driven in-process)")
+    s.add_argument("--max-answers", type=int, help="stop after this many answers")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["demo"]:
+        from gifemo.apps.label.demo import main as demo_main
+
+        return demo_main(args[1:])
+    a = _parser().parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if a.command == "init":
         cfg = init_project(
@@ -225,22 +246,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{role} {a.name}: {_link(a.host, a.port, page, token)}")
         print(f"token (API: Authorization: Bearer …; shown once): {token}")
         return 0
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if a.command == "serve":
         return serve(a.project, a.host, a.port)
+    if a.command == "simulate":
+        from gifemo.apps.label.simulate import simulate
+
+        counts = simulate(
+            a.project,
+            a.truth,
+            labellers=a.labellers,
+            error=a.error,
+            seed=a.seed,
+            url=a.url,
+            max_answers=a.max_answers,
+        )
+        print(
+            f"scripted labellers: {counts['answers']} answers ({counts['yes']} yes; "
+            f"{counts['unknown_truth']} GIFs without a truth row)"
+        )
+        return 0
     state = open_state(a.project, with_reranker=False)
     try:
         if a.command == "agreement":
             from gifemo.apps.label.agreement import agreement_report, format_report
 
             rep = agreement_report(
-                state, predicted_n_tilde(state.cfg.predicted), distance=a.distance
+                state, predicted_n_tilde(state.cfg.predicted, state.cfg.n_p), distance=a.distance
             )
             print(json.dumps(rep, indent=1) if a.json else format_report(rep))
         elif a.command == "assemble":
             from gifemo.apps.label.assemble import assemble
 
             res: dict[str, Any] = assemble(
-                state, a.out, predicted=predicted_n_tilde(state.cfg.predicted), stats=not a.no_stats
+                state,
+                a.out,
+                predicted=predicted_n_tilde(state.cfg.predicted, state.cfg.n_p),
+                stats=not a.no_stats,
             )
             print(f"assembled {res['gifs']} GIFs → {a.out}/metadata.jsonl")
             print(json.dumps(res["per_emotion"]))

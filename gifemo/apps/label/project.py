@@ -213,9 +213,11 @@ def init_project(
     return cfg
 
 
-def predicted_n_tilde(path: str | Path | None) -> dict[str, float]:
-    """emotion -> the model's predicted Ñ from a training run's ``metrics.json`` (or its
-    folder): keys ``test/n_tilde/<emotion>``. Empty when no file is configured."""
+def predicted_n_tilde(path: str | Path | None, n_p: int) -> dict[str, float]:
+    """emotion -> the model's predicted Ñ for this project's quota, from a training run's
+    ``metrics.json`` (or its folder): N_p / ``test/precision_at_recall/<emotion>`` (eq. 9 with
+    the model's test-set precision), else ``test/n_tilde/<emotion>`` as written (computed for
+    the run's own N_p). Empty when no file is configured."""
     if not path:
         return {}
     p = Path(path)
@@ -226,7 +228,10 @@ def predicted_n_tilde(path: str | Path | None) -> dict[str, float]:
     metrics = json.loads(p.read_text(encoding="utf-8"))
     out = {}
     for e in EMOTIONS:
+        prec = metrics.get(f"test/precision_at_recall/{e}")
         v = metrics.get(f"test/n_tilde/{e}")
-        if isinstance(v, int | float):
+        if isinstance(prec, int | float) and prec > 0:
+            out[e] = n_p / float(prec)
+        elif isinstance(v, int | float):
             out[e] = float(v)
     return out
