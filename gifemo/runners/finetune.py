@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
-    """C3D + head + penalty from the config, wrapped in a FinetuneModule."""
+    """The backbone (cfg.backbone) + head + penalty from the config, wrapped in a FinetuneModule."""
     m = cfg.model
     backbone = instantiate(cfg.backbone)  # the module drops its classifier
     head = instantiate(m.head)(backbone.feature_dim, N_EMOTIONS)
