@@ -207,7 +207,7 @@ def demo(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m gifemo label demo", description=__doc__.split("\n")[0]
+        prog="python -m gifemo label demo", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--out", type=Path, default=Path("outputs/label_demo"), help="demo folder")
     p.add_argument(

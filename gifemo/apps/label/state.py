@@ -123,7 +123,8 @@ class LabelState:
             if e in self.order and sorted(ids) == sorted(self.order[e]):
                 self.order[e], self.version[e] = list(ids), v
         self.pos = {e: {g: i for i, g in enumerate(self.order[e])} for e in self.emotions}
-        self.items = {(e, g): Item(e, g) for e in self.emotions for g in self.order[e]}
+        # Items are created when first served or answered (850,000 candidates at paper scale).
+        self.items: dict[tuple[str, str], Item] = {}
         self.head = dict.fromkeys(self.emotions, 0)
         self.positives: Counter[str] = Counter()
         self.resolved: Counter[str] = Counter()
@@ -160,10 +161,21 @@ class LabelState:
             self.new_resolved[e] += 1
 
     def _item(self, emotion: str | None, gif_id: str | None) -> Item:
-        item = self.items.get((emotion or "", gif_id or ""))
-        if item is None:
+        if emotion not in self.pos or gif_id not in self.pos[emotion]:
             raise LabelError(404, f"{gif_id!r} is not a candidate for {emotion!r}")
+        key = (emotion, gif_id)
+        item = self.items.get(key)
+        if item is None:
+            item = self.items[key] = Item(emotion, gif_id)
         return item
+
+    def _touched(self, emotion: str) -> list[Item]:
+        """The items of ``emotion`` that were ever served or answered, in queue order."""
+        pos = self.pos[emotion]
+        return sorted(
+            (it for it in self.items.values() if it.emotion == emotion),
+            key=lambda it: pos[it.gif_id],
+        )
 
     def _apply(self, ev: Event) -> None:
         self.by_seq[ev.seq] = ev
@@ -268,12 +280,15 @@ class LabelState:
                 if self.done(e):
                     continue
                 order = self.order[e]
-                while self.head[e] < len(order) and self.items[e, order[self.head[e]]].complete:
+                while self.head[e] < len(order):
+                    first = self.items.get((e, order[self.head[e]]))
+                    if first is None or not first.complete:
+                        break
                     self.head[e] += 1
                 for g in order[self.head[e] :]:
                     if len(out) >= n:
                         break
-                    it = self.items[e, g]
+                    it = self._item(e, g)
                     if it in out or self._seen(it, user):
                         continue
                     if self._taken(it, user, now) >= LABELLERS_PER_GIF:
@@ -468,8 +483,8 @@ class LabelState:
         with self.lock:
             out = []
             for e in self.emotions:
-                for g in self.order[e]:
-                    it = self.items[e, g]
+                for it in self._touched(e):
+                    g = it.gif_id
                     if it.status() in ("disagreed", "adjudicated"):
                         out.append(
                             {
@@ -490,32 +505,29 @@ class LabelState:
             out: dict[str, dict[str, bool]] = {}
             for e in self.emotions:
                 d = out.setdefault(e, {})
-                for g in self.order[e]:
-                    f = self.items[e, g].final(self.cfg.policy)
+                for it in self._touched(e):
+                    f = it.final(self.cfg.policy)
                     if f is not None:
-                        d[g] = f
+                        d[it.gif_id] = f
             return out
 
     def complete_items(self) -> list[Item]:
         with self.lock:
-            return [
-                self.items[e, g]
-                for e in self.emotions
-                for g in self.order[e]
-                if self.items[e, g].complete
-            ]
+            return [it for e in self.emotions for it in self._touched(e) if it.complete]
 
     # -- active strategy ----------------------------------------------------------------------
 
     def remaining(self, emotion: str) -> list[str]:
         """Unchecked candidates of ``emotion`` in the current order: no answer, no live lease."""
         now = self.clock()
-        return [
-            g
-            for g in self.order[emotion]
-            if not self.items[emotion, g].decisions
-            and not any(le.expires > now for le in self.items[emotion, g].leases.values())
-        ]
+        out = []
+        for g in self.order[emotion]:
+            it = self.items.get((emotion, g))
+            if it is None or (
+                not it.decisions and not any(le.expires > now for le in it.leases.values())
+            ):
+                out.append(g)
+        return out
 
     def _maybe_rerank(self, emotion: str) -> None:
         if self.reranker is None or self.cfg.strategy != "active":
