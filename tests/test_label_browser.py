@@ -167,3 +167,38 @@ def test_two_labellers_agree_disagree_and_assembly_holds_the_consensus(browser, 
     got = {g: (r["emotions"], r["cartoon"]) for g, r in rows.items()}
     # g000 yes/yes + both marked happiness; g001, g003 disagree (dropped); g002 yes/yes, cartoon
     assert got == {p.ids[0]: (["amusement", "happiness"], False), p.ids[2]: (["amusement"], True)}
+
+
+@pytest.mark.slow
+def test_admin_page_adjudicates_a_disagreement(browser, tmp_path):
+    import httpx
+
+    p = make_project(tmp_path, n_gifs=3, emotions=("amusement",), hostile=0, policy="adjudicate")
+    srv = Server(p.path, tmp_path / "server.log").start()
+    try:
+        for user, ans in (("alice", "yes"), ("bob", "no")):
+            with srv.client(p.tokens[user]) as c:
+                c.get("/api/next", params={"n": 1}).raise_for_status()
+                c.post("/api/decisions", json={"emotion": "amusement", "gif_id": p.ids[0],
+                                               "answer": ans}).raise_for_status()  # fmt: skip
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.goto(f"{srv.url}/admin?token={p.tokens['boss']}")
+        page.wait_for_url(f"{srv.url}/admin")
+        row = page.locator("#disagreements tr").nth(1)
+        assert row.locator("td").nth(2).text_content() == HOSTILE  # the title, as text
+        assert page.evaluate("window.__pwned === undefined")
+        assert "alice: yes" in row.text_content() and "bob: no" in row.text_content()
+        with page.expect_navigation():
+            row.locator("button[data-answer='yes']").click()
+        assert (
+            page.locator("#disagreements tr").nth(1).locator(".adjudicated").text_content() == "yes"
+        )
+        ctx.close()
+        with httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {p.tokens['boss']}"}
+        ) as c:
+            prog = c.get("/api/admin/progress").json()["progress"][0]
+        assert prog["positives"] == 1 and prog["disagreements"] == 0
+    finally:
+        srv.kill()
