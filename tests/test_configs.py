@@ -12,6 +12,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gifemo.data.synthetic import generate
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Groups of train.py chosen on the command line as `group=option` (its defaults list; `hydra` is
 # Hydra's own settings). Other primary configs (collect.yaml) have groups of their own.
@@ -125,6 +127,15 @@ def test_option_composes_and_instantiates(
     for path, node in targets(scope, "" if scope is cfg else group):
         if path == "trainer" and node.accelerator == "gpu" and not torch.cuda.is_available():
             continue  # Lightning refuses accelerator=gpu without CUDA; composing is checked
+        if path == "data" and not node.generate:  # real data: no silent generated fall-back
+            with pytest.raises(Exception, match=rf"data\.root is not set: data={node.kind} reads"):
+                instantiate(node)
+            part = {"gifgif": "gifgif", "gifgif_plus": "gifgif_plus"}.get(node.kind, "candidates")
+            root = generate(data_dir / "synthetic", size="tiny", parts=(part,)) / part
+            built[path] = instantiate(
+                node, root=str(root / "gifs" if node.kind == "folder" else root)
+            )
+            continue
         built[path] = instantiate(node)
         assert built[path] is not None, path
     # the group's own object(s) are among what was built
@@ -219,7 +230,8 @@ def test_model_svm_builds_the_binary_relevance_svm_of_its_config(
         [
             *base_overrides(data_dir, tmp_path),
             "model=svm",
-            "data=gifgif_plus",
+            "data=synthetic",
+            "data.kind=gifgif_plus",
             "model.estimator.C=0.25",
         ]
     )
@@ -242,7 +254,7 @@ def test_model_finetune_builds_optimizer_and_callbacks_from_config(
     from gifemo.finetune.callbacks import FinalCheckpoint
     from gifemo.runners.finetune import build_callbacks
 
-    base = [*base_overrides(data_dir, tmp_path), "model=finetune", "data=gifgif_plus"]
+    base = [*base_overrides(data_dir, tmp_path), "model=finetune", "data.kind=gifgif_plus"]
     cfg = compose_train([*base, "callbacks.early_stopping.patience=2"])
     checkpoint, final, stopping = build_callbacks(cfg)
     assert isinstance(checkpoint, ModelCheckpoint) and isinstance(stopping, EarlyStopping)
@@ -273,7 +285,8 @@ def test_bases_are_shared_not_copied() -> None:
         assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "name"}
     for name in options("data"):
         own = OmegaConf.load(CONF / "data" / f"{name}.yaml")
-        assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "kind"}
+        extra = {"generate"} if name == "synthetic" else set()  # only it generates data
+        assert list(own.defaults) == ["_base"] and set(own) == {"defaults", "kind", *extra}
 
 
 def test_extract_config_shares_the_run_directories_of_train() -> None:

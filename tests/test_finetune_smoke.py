@@ -84,7 +84,8 @@ def test_train_py_smoke_run_and_resume(tmp_path):
     """``python train.py model=finetune ... trainer.max_steps=2`` + the smoke limits: finishes,
     checkpoints, resumes; the summary counts the test GIFs actually evaluated."""
     base = [
-        sys.executable, "train.py", "model=finetune", "data=gifgif_plus", "backbone=c3d_tiny",
+        sys.executable, "train.py", "model=finetune", "data=synthetic", "data.kind=gifgif_plus",
+        "backbone=c3d_tiny",
         "data.synthetic_size=tiny", f"paths.data_dir={tmp_path / 'data'}",
         f"paths.output_dir={tmp_path / 'out'}", "model.num_workers=0",
         "model.persistent_workers=false", "trainer=cpu", "trainer.enable_progress_bar=false",

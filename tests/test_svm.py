@@ -153,7 +153,8 @@ def svm_run(tmp_path_factory: pytest.TempPathFactory):
     data_dir.mkdir(exist_ok=True)
     out = tmp_path_factory.mktemp("svm-run")
     overrides = [
-        f"paths.data_dir={data_dir}", f"paths.output_dir={out}", "data=gifgif_plus",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={out}", "data=synthetic",
+        "data.kind=gifgif_plus",
         "data.synthetic_size=tiny", "backbone=c3d_tiny", "extract.num_workers=0",
         "extract.progress=false", "model=svm", "logger=none", "seed=3",
     ]  # fmt: skip

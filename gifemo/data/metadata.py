@@ -392,11 +392,15 @@ def load_dataset(
     synthetic_size: str = "default",
     synthetic_structure: str = "clusters",
     check_files: bool = True,
+    generate: bool = True,
 ) -> GifDataset:
     """The ``_target_`` of ``conf/data/*.yaml``.
 
     ``root`` given: read it (``kind="folder"`` → :func:`read_folder`, else :func:`read_dataset`).
-    ``root=None``: generate the synthetic dataset under ``synthetic_dir`` once (idempotent, see
+    ``root=None`` and ``generate=False`` (``data=gifgif``, ``gifgif_plus``, ``folder``): an error
+    naming ``data.root``, never a silent fall-back to generated data.
+    ``root=None`` and ``generate`` (``data=synthetic``): generate the synthetic dataset under
+    ``synthetic_dir`` once (idempotent, see
     :mod:`gifemo.data.synthetic`) and read its part for ``kind``: gifgif → ``gifgif/``,
     gifgif_plus → ``gifgif_plus/``, unlabelled → ``candidates/``, folder → ``candidates/gifs``.
     """
@@ -406,10 +410,17 @@ def load_dataset(
         if kind == "folder":
             return read_folder(root)
         return read_dataset(root, kind=kind, metadata=metadata, check_files=check_files)
-    from gifemo.data.synthetic import generate
+    if not generate:  # data=gifgif / gifgif_plus / folder: never fall back to generated data
+        what = "a folder of GIFs" if kind == "folder" else f"the folder holding {metadata}"
+        raise ValueError(
+            f"data.root is not set: data={kind} reads real data, give data.root=/path/to/it "
+            f"({what}). Only data=synthetic generates data (data=synthetic data.kind={kind} "
+            f"for the generated {kind} part)"
+        )
+    from gifemo.data.synthetic import generate as generate_parts
 
     sub = "candidates" if kind == "folder" else _SYNTHETIC_SUBDIR[kind]
-    out = generate(synthetic_dir, seed=synthetic_seed, size=synthetic_size, parts=(sub,),
+    out = generate_parts(synthetic_dir, seed=synthetic_seed, size=synthetic_size, parts=(sub,),
                    structure=synthetic_structure)  # fmt: skip
     tag = f"synthetic-s{synthetic_seed}-{synthetic_size}"
     if synthetic_structure != "clusters":
