@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gifemo.backbones.c3d import C3DTransform
-from gifemo.data.clip_dataset import GifClipDataset, collate_clips, limit_clips
+from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, FpsClips, RandomClip
 from gifemo.data.gif import read_gif
 from gifemo.data.metadata import GifRecord
@@ -158,9 +158,10 @@ def test_sampler_gets_the_gifs_delays(records):
 
 def test_clip_budget_subsamples_evenly_and_says_so(records):
     clips = AllClips()(57)  # 7 clips, starts 0, 8, …, 48
-    kept, note = limit_clips(clips, 3)
-    assert kept.starts.tolist() == [0, 24, 48] and "3 of 7 clips" in note
-    assert limit_clips(clips, 7) == (clips, None)
+    kept = AllClips()(57, max_clips=3)
+    assert kept.starts.tolist() == [0, 24, 48]
+    assert np.array_equal(kept.frames, clips.frames[[0, 3, 6]])
+    assert np.array_equal(AllClips()(57, max_clips=7).frames, clips.frames)
     ds = GifClipDataset(records, sampler=AllClips(), transform=C3DTransform(), max_clips=2)
     item = ds[3]  # c: 25 frames, 3 clips → the first and the last
     full = GifClipDataset(records, sampler=AllClips(), transform=C3DTransform())[3]

@@ -3,6 +3,8 @@ time-aware sampler against a naive playback loop on GIFs written with chosen del
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -175,6 +177,34 @@ def test_fps_clips_by_hand():
     assert resample_times(np.array([20] * 8), 25).tolist() == [0, 2, 4, 6]
     d = FpsClips(fps=12.5).describe()
     assert d["sampler"] == "FpsClips" and d["fps"] == 12.5 and d["clip_len"] == 16
+
+
+@pytest.mark.parametrize("max_clips", [1, 2, 3, 5])
+def test_max_clips_keeps_evenly_spaced_clips_of_every_sampler(max_clips):
+    delays = np.array([70, 70, 30, 500, 10, 0, 90, 110, 130, 150] * 3)
+    for sampler in (AllClips(), AllClips(clip_len=4, stride=2), FpsClips(fps=25.0)):
+        full = sampler(30, delays_ms=delays)
+        kept = sampler(30, delays_ms=delays, max_clips=max_clips)
+        n = len(full.starts)
+        want = np.round(np.linspace(0, n - 1, max_clips)).astype(int) if n > max_clips else range(n)
+        assert np.array_equal(kept.frames, full.frames[list(want)]), sampler
+        assert kept.starts[0] == 0 and (max_clips == 1 or kept.starts[-1] == full.starts[-1])
+    r = RandomClip(num_clips=6)(30, torch.Generator().manual_seed(0), max_clips=max_clips)
+    assert len(r.starts) == min(6, max_clips)
+
+
+def test_fps_clips_memory_does_not_grow_with_the_gifs_duration():
+    """1000 frames of 655.35 s (the largest GIF delay) at 30 fps: 19.7 million samples, 2.5
+    million clips; the sampler computes only the kept ones."""
+    delays = np.full(1000, 655_350)
+    sampler = FpsClips(fps=30.0)
+    assert sampler.count(1000, delays) == (math.ceil(655_350_000 * 30 / 1000) - 16 + 7) // 8 + 1
+    clips = sampler(1000, delays_ms=delays, max_clips=4)
+    assert clips.frames.shape == (4, 16)
+    n_samples = math.ceil(655_350_000 * 30 / 1000)
+    for start, row in zip(clips.starts, clips.frames):
+        samples = [(start + j) % n_samples for j in range(16)]  # loop padding
+        assert row.tolist() == [int(k * 1000 / 30 // 655_350) for k in samples]
 
 
 def test_bad_arguments():

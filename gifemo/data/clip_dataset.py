@@ -53,19 +53,6 @@ def empty_clips(clip_len: int) -> torch.Tensor:
     return torch.zeros((0, 3, clip_len, _EMPTY_CROP, _EMPTY_CROP))
 
 
-def limit_clips(clips: ClipIndices, max_clips: int | None) -> tuple[ClipIndices, str | None]:
-    """At most ``max_clips`` clips, evenly spaced over the GIF (first and last kept).
-
-    Returns the clips and, when some were left out, the reason to record.
-    """
-    n = len(clips.starts)
-    if max_clips is None or n <= max_clips:
-        return clips, None
-    keep = np.unique(np.round(np.linspace(0, n - 1, max_clips)).astype(np.int64))  # (max_clips,)
-    note = f"clip budget: {len(keep)} of {n} clips used, evenly spaced (max_clips={max_clips})"
-    return ClipIndices(clips.starts[keep], clips.frames[keep]), note
-
-
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The generator of item ``index`` in ``epoch``: seeded by SeedSequence([seed, epoch, index])."""
     state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0]
@@ -94,7 +81,7 @@ class GifClipDataset(Dataset):
         read_kwargs: keyword arguments of :func:`read_gif` (max_pixels, background, max_frames,
             read_frames).
         max_clips: per-GIF clip budget: a GIF with more clips uses ``max_clips`` of them,
-            evenly spaced (:func:`limit_clips`), and its item says so in ``"note"``.
+            evenly spaced (the sampler's ``max_clips``), and its item says so in ``"note"``.
         seed: base seed of the per-item generators.
         cache: where frames come from instead of decoding: anything with ``get(path)`` returning
             a :class:`gifemo.finetune.cache.CachedGif` (resized frames, delays, truncated), e.g.
@@ -172,9 +159,15 @@ class GifClipDataset(Dataset):
                 notes = [
                     f"frame budget: first {gif.n_frames} of {gif.frames_in_file} frames read"
                 ] if gif.read_limited else []  # fmt: skip
-            clips = self.sampler(len(frames), generator=generator, delays_ms=delays)
-            clips, clip_note = limit_clips(clips, self.max_clips)
-            notes += [clip_note] if clip_note else []
+            clips = self.sampler(
+                len(frames), generator=generator, delays_ms=delays, max_clips=self.max_clips
+            )
+            total = self.sampler.count(len(frames), delays)
+            if len(clips.starts) < total:
+                notes.append(
+                    f"clip budget: {len(clips.starts)} of {total} clips used, evenly spaced "
+                    f"(max_clips={self.max_clips})"
+                )
             item["clips"] = cut(frames, clips, generator=generator)
         except Exception as e:  # recorded in the item, reported by collate_clips
             item.update(

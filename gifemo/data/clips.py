@@ -29,7 +29,10 @@ which is what a looping GIF does.
 
 All samplers are stateless; randomness comes only from the ``torch.Generator`` passed in.
 ``describe()`` is what a feature store records about the sampler (and what its fingerprint
-hashes); ``count(n_frames, delays_ms)`` is the number of clips without building them.
+hashes); ``count(n_frames, delays_ms)`` is the number of clips without building them (O(T)).
+``max_clips=k`` keeps k of the clips, evenly spaced with the first and the last
+(:func:`evenly_spaced`), and builds only those: memory stays O(T + k·ℓ) however long the GIF
+(a 1000-frame GIF of 10 s delays has 10⁵ clips at fps=10).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class ClipSampler(Protocol):
         generator: torch.Generator | None = None,
         *,
         delays_ms: np.ndarray | None = None,
+        max_clips: int | None = None,
     ) -> ClipIndices: ...
 
     def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int: ...
@@ -101,6 +105,15 @@ def clip_indices(
     return ClipIndices(starts, frames)
 
 
+def evenly_spaced(n: int, k: int | None) -> np.ndarray:
+    """(min(n, k),) int64 indices of k of n items, evenly spaced, first and last kept."""
+    if k is not None and k < 1:
+        raise ValueError(f"max_clips must be ≥ 1 or None, got {k}")
+    if k is None or n <= k:
+        return np.arange(n, dtype=np.int64)
+    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)  # spacing ≥ 1: distinct
+
+
 def _padding_rule(clip_len: int, stride: int) -> str:
     return f"loop to max({clip_len}, {stride}*ceil(n/{stride})) frames"
 
@@ -121,9 +134,9 @@ class AllClips:
         generator: torch.Generator | None = None,
         *,
         delays_ms: np.ndarray | None = None,
+        max_clips: int | None = None,
     ) -> ClipIndices:
-        last = padded_length(n_frames, clip_len=self.clip_len, stride=self.stride) - self.clip_len
-        starts = np.arange(0, last + 1, self.stride)
+        starts = evenly_spaced(self.count(n_frames), max_clips) * self.stride
         return clip_indices(n_frames, starts, clip_len=self.clip_len, stride=self.stride)
 
     def describe(self) -> dict[str, Any]:
@@ -167,6 +180,7 @@ class RandomClip:
         generator: torch.Generator | None = None,
         *,
         delays_ms: np.ndarray | None = None,
+        max_clips: int | None = None,
     ) -> ClipIndices:
         length = padded_length(n_frames, clip_len=self.clip_len, stride=self.stride)
         n_offsets = length - self.clip_len + 1
@@ -174,9 +188,9 @@ class RandomClip:
             starts = torch.randperm(n_offsets, generator=generator)[: self.num_clips]
         else:
             starts = torch.randint(n_offsets, (self.num_clips,), generator=generator)
-        return clip_indices(
-            n_frames, np.sort(starts.numpy()), clip_len=self.clip_len, stride=self.stride
-        )
+        starts_np = np.sort(starts.numpy())
+        starts_np = starts_np[evenly_spaced(len(starts_np), max_clips)]
+        return clip_indices(n_frames, starts_np, clip_len=self.clip_len, stride=self.stride)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -194,6 +208,18 @@ class RandomClip:
         )
 
 
+def _playback_ends(delays_ms: np.ndarray) -> np.ndarray:
+    """(T,) int64: when each frame's display ends, in ms, with delays as browsers play them."""
+    played = playback_delays_ms(np.asarray(delays_ms, np.int64).reshape(-1))
+    if played.size == 0:
+        raise ValueError("resampling needs at least one frame delay")
+    return np.cumsum(played)
+
+
+def _n_samples(ends: np.ndarray, fps: float) -> int:
+    return max(1, math.ceil(float(ends[-1]) * fps / 1000.0))
+
+
 def resample_times(delays_ms: np.ndarray, fps: float) -> np.ndarray:
     """(M,) int64: the original frame on screen at each time k·1000/fps ms, k = 0 … M − 1.
 
@@ -202,12 +228,8 @@ def resample_times(delays_ms: np.ndarray, fps: float) -> np.ndarray:
     """
     if not fps > 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be a positive number, got {fps}")
-    played = playback_delays_ms(np.asarray(delays_ms, np.int64).reshape(-1))
-    if played.size == 0:
-        raise ValueError("resample_times needs at least one frame delay")
-    ends = np.cumsum(played)  # (T,) end of each frame's display, ms
-    n_out = max(1, math.ceil(float(ends[-1]) * fps / 1000.0))
-    times = np.arange(n_out, dtype=np.float64) * (1000.0 / fps)  # (M,) ms
+    ends = _playback_ends(delays_ms)  # (T,) end of each frame's display, ms
+    times = np.arange(_n_samples(ends, fps), dtype=np.float64) * (1000.0 / fps)  # (M,) ms
     return np.searchsorted(ends, times, side="right").astype(np.int64)
 
 
@@ -231,16 +253,16 @@ class FpsClips:
         self.clip_len, self.stride = _check_len_stride(clip_len, stride)
         self._all = AllClips(clip_len=self.clip_len, stride=self.stride)
 
-    def _times(self, n_frames: int, delays_ms: np.ndarray | None) -> np.ndarray:
+    def _ends(self, n_frames: int, delays_ms: np.ndarray | None) -> np.ndarray:
         if delays_ms is None:
             raise ValueError("FpsClips needs the GIF's frame delays (delays_ms=)")
         delays = np.asarray(delays_ms, np.int64).reshape(-1)
         if len(delays) != n_frames:
             raise ValueError(f"FpsClips: {len(delays)} delays for {n_frames} frames")
-        return resample_times(delays, self.fps)
+        return _playback_ends(delays)
 
     def count(self, n_frames: int, delays_ms: np.ndarray | None = None) -> int:
-        return self._all.count(len(self._times(n_frames, delays_ms)))
+        return self._all.count(_n_samples(self._ends(n_frames, delays_ms), self.fps))
 
     def __call__(
         self,
@@ -248,10 +270,14 @@ class FpsClips:
         generator: torch.Generator | None = None,
         *,
         delays_ms: np.ndarray | None = None,
+        max_clips: int | None = None,
     ) -> ClipIndices:
-        times = self._times(n_frames, delays_ms)  # (M,) original frame at each sample time
-        clips = self._all(len(times))
-        return ClipIndices(clips.starts, times[clips.frames])
+        ends = self._ends(n_frames, delays_ms)  # (T,) ms
+        # clips of the M resampled frames, then each sample's time → the frame on screen then;
+        # only the kept clips' samples are computed (M can be huge), as resample_times would
+        clips = self._all(_n_samples(ends, self.fps), max_clips=max_clips)  # (N, ℓ) sample no.
+        times = clips.frames.astype(np.float64) * (1000.0 / self.fps)  # (N, ℓ) ms
+        return ClipIndices(clips.starts, np.searchsorted(ends, times, side="right"))
 
     def describe(self) -> dict[str, Any]:
         return {
