@@ -98,7 +98,7 @@ def _features(model: SavedModel, dataset: GifDataset, store: FeatureStore | None
 
 def load_reranker(
     run_dir: Path | str,
-    candidates_store: Path | str,
+    candidates_store: Path | str | None,
     *,
     warm_start: bool = True,
     candidates_data: Path | str | None = None,
@@ -108,6 +108,8 @@ def load_reranker(
     tol: float | None = None,
 ) -> ActiveReranker:
     """An :class:`ActiveReranker` for a labelling project (module docstring).
+
+    ``candidates_store`` may be None for a tag-only model (then ``candidates_data`` is needed).
 
     ``tol``: solver tolerance of the refits (default: the run's); ``label_weight``: integer
     weight of a consensus row relative to a GIFGIF row (docs/active.md).
@@ -133,7 +135,7 @@ def load_reranker(
     if tol is not None:
         estimator.set_params(tol=float(tol))
 
-    cstore = FeatureStore.open(candidates_store)
+    cstore = None if candidates_store is None else FeatureStore.open(candidates_store)
     if candidates_data is not None:
         cdata = read_dataset(str(candidates_data))
         ckeep, X_cand = _features(model, cdata, cstore)
@@ -144,6 +146,8 @@ def load_reranker(
             "(the collected folder with metadata.jsonl)"
         )
     else:  # visual features only: every GIF of the candidates' store
+        if cstore is None:
+            raise ValueError("load_reranker: give candidates_store and/or candidates_data")
         model.check_store(cstore)
         ids = list(cstore.ids)
         X_cand = model.transform(np.asarray(cstore.visual), [[] for _ in ids])
