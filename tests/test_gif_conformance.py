@@ -252,3 +252,19 @@ def test_lzw_decode_inverts_the_encoder(k):
     assert len(lzw_decode(data, min_code, 10)) == 10  # extra pixels are ignored
     assert np.array_equal(lzw_decode(data[: len(data) // 2], min_code, len(idx)),
                           idx[: len(lzw_decode(data[: len(data) // 2], min_code, len(idx)))])  # fmt: skip
+
+
+def test_huge_declared_image_is_refused_before_decoding(tmp_path):
+    """A 65535×65535 image on a 2×2 screen (LZW data could expand to gigabytes)."""
+    frames = [GifFrame(px([RED])), GifFrame(px([RED]), gce=False, width=65535, height=65535)]
+    path = tmp_path / "bomb.gif"
+    path.write_bytes(gif_bytes(2, 2, frames, palette=PAL))
+    with pytest.raises(GifDecodeError, match="image 1 is 65535x65535, over the budget"):
+        read_gif(path)
+
+
+def test_file_larger_than_the_byte_budget_is_not_read(tmp_path):
+    path = tmp_path / "big.gif"
+    path.write_bytes(gif_bytes(2, 1, [GifFrame(px([RED, RED]))], palette=PAL) + bytes(5000))
+    with pytest.raises(GifDecodeError, match="over the budget max_bytes=1000"):
+        read_gif(path, max_bytes=1000)

@@ -154,9 +154,12 @@ def _check_bytes(path: Path, n_frames: int, width: int, height: int, max_bytes: 
         )
 
 
-def _read_bytes(p: Path) -> bytes:
+def _read_bytes(p: Path, max_bytes: int | None) -> bytes:
     if not p.is_file():
         raise GifDecodeError(p, "no such file")
+    size = p.stat().st_size
+    if max_bytes is not None and size > max_bytes:  # read into memory whole: same budget
+        raise GifDecodeError(p, f"file is {size} bytes, over the budget max_bytes={max_bytes}")
     data = p.read_bytes()
     if not data:
         raise GifDecodeError(p, "empty file (0 bytes)")
@@ -333,7 +336,7 @@ def _read_gif(
     max_bytes: int | None,
     read_frames: int | None,
 ) -> Gif:
-    data = _read_bytes(p)
+    data = _read_bytes(p, max_bytes)
     bg = np.asarray(background, np.uint8).reshape(3)
     if data[:6] not in GIF_MAGIC:  # MP4, WebM, PNG, … named .gif
         decoded = _decode(
@@ -347,7 +350,9 @@ def _read_gif(
     )  # fmt: skip
     n_expected = n_file if read_frames is None else min(n_file, read_frames)
     if route is not None:  # FFmpeg's frames differ from the spec's: compose from the blocks
-        frames, delays = compose_gif(data, layout, p, background=bg, max_frames_out=read_frames)
+        frames, delays = compose_gif(
+            data, layout, p, background=bg, max_frames_out=read_frames, max_pixels=max_pixels
+        )
         error = None
     else:
         decoded = _decode(

@@ -257,10 +257,21 @@ def compose_gif(
     *,
     background: np.ndarray,
     max_frames_out: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, list[int]]:
-    """(T, H, W, 3) uint8 frames and delays in ms, composed from the blocks (module notes)."""
+    """(T, H, W, 3) uint8 frames and delays in ms, composed from the blocks (module notes).
+
+    ``max_pixels``: refuse an image whose declared width × height exceeds it (the screen is
+    checked by the caller; an image can declare up to 65535² pixels, and its LZW data could
+    expand to gigabytes)."""
     if layout.plain_text:
         raise GifDecodeError(path, "plain text extension: its text would have to be rendered")
+    for k, blk in enumerate(layout.images):
+        if max_pixels is not None and blk.width * blk.height > max_pixels:
+            raise GifDecodeError(
+                path,
+                f"image {k} is {blk.width}x{blk.height}, over the budget max_pixels={max_pixels}",
+            )
     gct, images = _parse(data, len(layout.images))
     H, W = layout.height, layout.width
     canvas = np.empty((H, W, 3), np.uint8)
