@@ -56,7 +56,8 @@ log = logging.getLogger("gifemo.label")
 
 def load_reranker_from(cfg: ProjectConfig) -> Reranker | None:
     """The project's Reranker: ``reranker`` (``module:callable``, called with no arguments) or
-    ``gifemo.active.load_reranker(run, store)``; None for the static strategy."""
+    ``gifemo.active.load_reranker(run, store, candidates_data=data)`` (the trained run, the
+    candidates' feature store, the project's dataset folder for tags); None for ``static``."""
     if cfg.strategy != "active":
         return None
     if cfg.reranker:
@@ -65,13 +66,14 @@ def load_reranker_from(cfg: ProjectConfig) -> Reranker | None:
             raise ValueError(f"reranker must be 'module:callable', got {cfg.reranker!r}")
         factory = getattr(importlib.import_module(mod), name)
         return factory()  # type: ignore[no-any-return]
-    if cfg.run and cfg.store:
-        try:
-            active = importlib.import_module("gifemo.active")
-        except ImportError as e:
-            raise RuntimeError("strategy 'active' with --run/--store needs gifemo.active") from e
-        return active.load_reranker(Path(cfg.run), Path(cfg.store))  # type: ignore[no-any-return]
-    raise ValueError("strategy 'active' needs --reranker MOD:FN or --run RUN --store STORE")
+    if cfg.run:
+        from gifemo.active import load_reranker
+
+        log.info("loading the active reranker from %s (candidates store %s)", cfg.run, cfg.store)
+        return load_reranker(
+            Path(cfg.run), Path(cfg.store) if cfg.store else None, candidates_data=cfg.data
+        )
+    raise ValueError("strategy 'active' needs --run RUN [--store STORE] or --reranker MOD:FN")
 
 
 def open_state(project: str | Path, *, with_reranker: bool = True) -> LabelState:

@@ -11,7 +11,8 @@ Each step is the real command a lab would run, started as a subprocess and print
 3. ``python extract.py``: C3D features of the collected folder (``OUT/store``);
 4. ``python -m gifemo predict``: each emotion's candidates ranked within its own candidates
    (``OUT/ranked/ranked.csv``);
-5. ``label init`` + ``label serve`` (a real server process on 127.0.0.1) + ``label simulate
+5. ``label init`` (``--strategy active``: re-ranked by ``gifemo.active`` from the trained run
+   and the candidates' store) + ``label serve`` (a real server process on 127.0.0.1) + ``label simulate
    --url``: two scripted labellers answer through the JSON API from the generated data's hidden
    labels (``truth.jsonl``), with an error rate so that they sometimes disagree;
 6. ``label agreement`` and ``label assemble``: κ, α, Ñ, and the GIFGIF+ folder ``OUT/gifgif_plus``;
@@ -50,7 +51,13 @@ def _run(cmd: list[str], log: Path | None = None) -> None:
 
 
 def demo(
-    out: Path, *, size: str = "tiny", error: float = 0.05, n_p: int = 5, seed: int = 0
+    out: Path,
+    *,
+    size: str = "tiny",
+    error: float = 0.05,
+    n_p: int = 5,
+    seed: int = 0,
+    strategy: str = "static",
 ) -> Path:
     """Run the whole flow into ``out``; returns the assembled dataset folder."""
     py = sys.executable
@@ -145,6 +152,20 @@ def demo(
                 str(n_p),
                 "--predicted",
                 str(out / "train" / "metrics.json"),
+                "--strategy",
+                strategy,
+                *(
+                    [
+                        "--run",
+                        str(out / "train"),
+                        "--store",
+                        str(out / "store"),
+                        "--rerank-every",
+                        "5",
+                    ]
+                    if strategy == "active"
+                    else []
+                ),
             ]
         )
     server_log = open(out / "server.log", "a")
@@ -216,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--error", type=float, default=0.05, help="scripted labellers' error rate")
     p.add_argument("--n-p", type=int, default=5, help="consensus positives per emotion")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--strategy",
+        choices=("static", "active"),
+        default="static",
+        help="queue order; active: gifemo.active re-ranks every 5 consensus outcomes",
+    )
     a = p.parse_args(argv)
-    demo(a.out, size=a.size, error=a.error, n_p=a.n_p, seed=a.seed)
+    demo(a.out, size=a.size, error=a.error, n_p=a.n_p, seed=a.seed, strategy=a.strategy)
     return 0
