@@ -278,7 +278,7 @@ def test_bases_are_shared_not_copied() -> None:
     for name in ("lasso", "ridge", "trace", "cmtl"):
         own = OmegaConf.load(CONF / "model" / f"{name}.yaml")
         assert list(own.defaults) == ["_mtl"]
-        assert set(own.estimator) <= {"penalty", "k_trace_rho"}
+        assert set(own.estimator) <= {"penalty"}
         assert set(own.estimator.penalty) == {"_target_"}
     for name in ("visual", "tag", "visual_tag"):
         own = OmegaConf.load(CONF / "features" / f"{name}.yaml")

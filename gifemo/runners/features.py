@@ -208,7 +208,16 @@ def cross_validate(cfg: DictConfig, data: Any) -> Any:
         if "max_iter" in cfg.model.estimator:
             kwargs["max_iter"] = FAST_DEV_RUN_MAX_ITER
     estimator = instantiate(cfg.model.estimator, **kwargs)
-    return grid_search(
+    trace = None
+    if "trace_rho" in cfg.model:  # clustered MTL: the trace-norm model of §3.6 first, once
+        trace = trace_reference(cfg, data, kwargs, folds)
+        if grid.get("k") == "auto":
+            from gifemo.models.estimators import choose_k, silhouette_by_k
+
+            silhouette, _ = silhouette_by_k(trace.W_, seed=int(cfg.seed))
+            grid["k"] = choose_k(silhouette)
+            log.info(f"k=auto: silhouette {silhouette} on the trace-norm W -> k = {grid['k']}")
+    cv = grid_search(
         estimator,
         data.X,
         data.Y,
@@ -219,3 +228,31 @@ def cross_validate(cfg: DictConfig, data: Any) -> Any:
         log=log.info,
         validate_single=bool(cfg.trainer.fast_dev_run),
     )
+    if trace is not None and cv.estimator is not None:
+        fitted: Any = cv.estimator
+        fitted.W_trace_ = trace.W_  # Fig. 6 is drawn from it (runners.figures)
+        fitted.trace_rho_ = trace.penalty_params["rho"]
+    return cv
+
+
+def trace_reference(cfg: DictConfig, data: Any, kwargs: dict[str, Any], folds: int) -> Any:
+    """The trace-norm model whose W gives Fig. 6 and ``k=auto`` (paper §3.6): ρ chosen by K-fold
+    CV over ``cfg.model.trace_rho`` on the same training rows and folds, refitted on all of them.
+    Fitted once per run (not inside every CMTL fold, and not with CMTL's ρ1)."""
+    from gifemo.eval.cv import grid_search
+    from gifemo.models.estimators import MTLRegressor
+    from gifemo.models.penalties import TraceNorm
+
+    est = cfg.model.estimator
+    trace: Any = MTLRegressor(TraceNorm, tol=float(est.tol),
+                         max_iter=int(kwargs.get("max_iter", est.max_iter)),
+                         device=kwargs.get("device"), seed=int(est.seed),
+                         precondition=est.precondition)  # fmt: skip
+    rhos = OmegaConf.to_container(cfg.model.trace_rho, resolve=True)
+    if cfg.trainer.fast_dev_run and isinstance(rhos, list):
+        rhos = rhos[0]
+    res = grid_search(trace, data.X, data.Y, data.protocol.train_mask, param_grid={"rho": rhos},
+                      n_folds=folds, seed=int(cfg.cv.seed), log=log.info,
+                      validate_single=bool(cfg.trainer.fast_dev_run))  # fmt: skip
+    log.info(f"trace-norm model for Fig. 6 / k: rho = {res.best_params['rho']}")
+    return res.estimator
