@@ -207,20 +207,20 @@ def test_load_dataset_and_configs(tmp_path, monkeypatch):
         "defaults:\n  - paths: default\n  - data: synthetic\n  - _self_\n"
     )
     monkeypatch.setenv("GIFEMO_DATA_DIR", str(tmp_path / "data"))
-    kinds = {
-        "synthetic": "gifgif",
-        "gifgif": "gifgif",
-        "gifgif_plus": "gifgif_plus",
-        "folder": "folder",
-    }
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        for option, kind in kinds.items():
+        # only data=synthetic generates; data.kind picks the generated part
+        for kind in ("gifgif", "gifgif_plus", "folder"):
             cfg = compose(
-                config_name="cfg", overrides=[f"data={option}", "data.synthetic_size=tiny"]
+                config_name="cfg",
+                overrides=["data=synthetic", f"data.kind={kind}", "data.synthetic_size=tiny"],
             )
             ds = instantiate(cfg.data)
             assert ds.kind == kind and len(ds) == 40
             assert str(ds.root).startswith(str(tmp_path / "data" / "synthetic"))
+        # the real-data options read data.root, and without it fail naming it
+        for option in ("gifgif", "gifgif_plus", "folder"):
+            with pytest.raises(Exception, match=r"data\.root is not set"):
+                instantiate(compose(config_name="cfg", overrides=[f"data={option}"]).data)
         cfg = compose(
             config_name="cfg",
             overrides=["data=gifgif", f"data.root={tmp_path / 'data/synthetic/gifgif'}"],
@@ -228,12 +228,14 @@ def test_load_dataset_and_configs(tmp_path, monkeypatch):
         assert (
             instantiate(cfg.data).ids()
             == load_dataset(
-                kind="gifgif", synthetic_dir=str(tmp_path / "data/synthetic"), synthetic_size="tiny"
+                kind="gifgif", synthetic_dir=str(tmp_path / "data/synthetic"),
+                synthetic_size="tiny", generate=True,
             ).ids()
-        )
+        )  # fmt: skip
     assert (
         load_dataset(
-            kind="unlabelled", synthetic_dir=str(tmp_path / "data/synthetic"), synthetic_size="tiny"
+            kind="unlabelled", synthetic_dir=str(tmp_path / "data/synthetic"),
+            synthetic_size="tiny", generate=True,
         ).kind
         == "unlabelled"
-    )
+    )  # fmt: skip
