@@ -1,7 +1,7 @@
 """gifemo: recognising perceived emotions in animated GIFs (GIFGIF+, Chen, Rudovic & Picard).
 
-Stages: GIF decoding (:mod:`gifemo.data`) → C3D features (:mod:`gifemo.features`) →
-multi-task heads and penalties (:mod:`gifemo.models`) → evaluation (:mod:`gifemo.eval`).
+Layers, each importing only from the ones before it (docs/architecture.md): emotions → data →
+backbones → features → models → eval → finetune → active → runners → apps → bench.
 """
 
 __version__ = "0.1.0"
