@@ -163,3 +163,43 @@ def test_cli_with_store(tmp_path, fitted):
     got = list(csv.DictReader(open(tmp_path / "o" / "ranked.csv")))
     s = est.predict(a.X)[:, 0]
     assert [g["id"] for g in got[:3]] == [a.ids[i] for i in np.argsort(-s, kind="stable")[:3]]
+
+
+def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
+    """--data may be a plain folder of GIFs (no metadata.jsonl), as the README says; --top all
+    ranks every GIF for every emotion."""
+    ds, store, a, est = fitted
+    from gifemo.features.store import COMPLETE
+
+    sp = tmp_path / "disk_store"
+    sp.mkdir()
+    np.save(sp / "visual.npy", np.asarray(store.visual))
+    (sp / "ids.txt").write_text("\n".join(store.ids) + "\n")
+    np.save(sp / "n_frames.npy", store.n_frames)
+    np.save(sp / "mean_delay_ms.npy", store.mean_delay_ms)
+    (sp / "failures.jsonl").write_text("")
+    (sp / "meta.json").write_text(json.dumps(store.meta))
+    (sp / COMPLETE).write_text(json.dumps({"fingerprint": "f", "n": len(store.ids), "dim": 8}))
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for r in ds.records:
+        (folder / f"{r.id}.gif").write_bytes(b"GIF89a")
+    d = save_model(tmp_path / "m", estimator=est, features=a.features, normaliser=a.normaliser,
+                   dictionary=a.dictionary, store=store)  # fmt: skip
+    argv = [
+        "--model",
+        str(d),
+        "--data",
+        str(folder),
+        "--store",
+        str(sp),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    with pytest.warns(RuntimeWarning, match="g007"):
+        assert main([*argv, "--top", "all"]) == 0
+    got = list(csv.DictReader(open(tmp_path / "o" / "ranked.csv")))
+    assert len(got) == 17 * 49 and {g["id"] for g in got} == set(store.ids)
+    assert "(all per emotion) of 50 GIFs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*argv, "--top", "many"])

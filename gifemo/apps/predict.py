@@ -1,6 +1,11 @@
 """Rank new GIFs per emotion with a saved recogniser: the lists labellers check (paper §4).
 
-``python -m gifemo predict --model DIR --data ROOT [--store DIR] [--out DIR] [--top N]``
+``python -m gifemo predict --model DIR --data ROOT [--store DIR] [--out DIR] [--top N|all]``
+
+``ROOT`` is a dataset folder with a ``metadata.jsonl`` or a plain folder of GIFs (searched
+recursively, ids = relative paths without ``.gif``). A labeller who wants N_p positives of an
+emotion checks about Ñ candidates (eq. 9; the run's ``test/n_tilde_mean``, ~12,000 for an
+unsorted list at GIFGIF's positive rate), so rank all of them (``--top all``) or at least Ñ.
 
 :func:`rank` writes ``ranked.csv`` and ``ranked.jsonl`` with the top-N GIFs per emotion
 (columns emotion, rank, id, path, score; ties by id), the order in which labellers check them.
@@ -87,8 +92,10 @@ def extraction_config(model: SavedModel, data_root: str | Path, store_dir: str |
         raise ValueError(
             f"{model.path}/model.json: its config has no backbone section; pass --store instead"
         )
+    plain = not (Path(data_root) / "metadata.jsonl").is_file()  # a plain folder of GIFs
+    data = ["data=folder"] if plain else ["data=gifgif", "data.kind=auto"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("extract", overrides=["data=gifgif", "data.kind=auto"])
+        cfg = compose("extract", overrides=data)
     for key in ("backbone", "clips", "extract"):
         if key in saved:
             cfg[key] = OmegaConf.create(saved[key])
@@ -107,12 +114,19 @@ def _extract_store(m: SavedModel, data_root: str, out: Path) -> FeatureStore:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gifemo predict", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="saved model directory (model.json)")
-    p.add_argument("--data", required=True, help="dataset folder with metadata.jsonl")
+    p.add_argument(
+        "--data", required=True, help="dataset folder with metadata.jsonl, or a folder of GIFs"
+    )
     p.add_argument(
         "--store", help="feature store of --data (extracted with the model's backbone when absent)"
     )
     p.add_argument("--out", default="ranked", help="output directory for ranked.csv / ranked.jsonl")
-    p.add_argument("--top", type=int, default=100, help="GIFs per emotion")
+    p.add_argument(
+        "--top",
+        default="100",
+        help="GIFs per emotion, or 'all' (to reach N_p positives a labeller checks about the "
+        "model's Ñ candidates: its test/n_tilde_mean)",
+    )
     p.add_argument(
         "--candidates-by-emotion",
         choices=["auto", "yes", "no"],
@@ -122,20 +136,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     from gifemo.apps.collect.candidates import candidates_by_emotion
-    from gifemo.data.metadata import read_dataset
+    from gifemo.data.metadata import read_dataset, read_folder
 
+    if a.top != "all" and not (a.top.isdigit() and int(a.top) > 0):
+        p.error(f"--top must be a positive number or 'all', got {a.top!r}")
     m = load_model(a.model)
-    dataset = read_dataset(a.data)
+    has_metadata = (Path(a.data) / "metadata.jsonl").is_file()
+    dataset = read_dataset(a.data) if has_metadata else read_folder(a.data)
+    top = len(dataset) if a.top == "all" else int(a.top)
     if a.store:
         store: FeatureStore | None = FeatureStore.open(a.store)
     elif "visual" in m.features:
         store = _extract_store(m, a.data, Path(a.out))
     else:
         store = None
-    cands = None if a.candidates_by_emotion == "no" else candidates_by_emotion(a.data)
+    use_cands = has_metadata and a.candidates_by_emotion != "no"
+    cands = candidates_by_emotion(a.data) if use_cands else None
     if cands is None and a.candidates_by_emotion == "yes":
         p.error(f"--candidates-by-emotion yes: no row of {a.data}/metadata.jsonl has 'found_for'")
-    rows = rank(m, dataset, store, top_n=a.top, out_dir=a.out, candidates=cands)
+    rows = rank(m, dataset, store, top_n=top, out_dir=a.out, candidates=cands)
     print(
         f"ranked {len(rows)} rows ({a.top} per emotion) of {len(dataset)} GIFs → {Path(a.out) / 'ranked.csv'}"
     )
