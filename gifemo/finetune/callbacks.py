@@ -23,6 +23,6 @@ class FinalCheckpoint(Callback):
         self.path = Path(dirpath) / filename
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.fast_dev_run or trainer.sanity_checking:
+        if getattr(trainer, "fast_dev_run", False) or trainer.sanity_checking:
             return
         trainer.save_checkpoint(self.path)  # on every rank: the strategy writes once
