@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gifemo.backbones import VideoBackbone
 from gifemo.eval.multilabel import (
     average_precision,
     best_f1_thresholds,
@@ -166,7 +167,7 @@ class FinetuneModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: VideoBackbone,
         head: nn.Module,
         penalty: Any | None = None,
         *,
@@ -182,7 +183,7 @@ class FinetuneModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "penalty", "optimizer", "scheduler"])
-        backbone.drop_classifier()  # type: ignore[operator]
+        backbone.drop_classifier()
         d, t = tuple(head.W.shape)  # type: ignore[arg-type]
         if d != backbone.feature_dim:
             raise ValueError(
