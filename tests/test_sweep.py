@@ -121,3 +121,49 @@ def test_bad_metrics_file_names_the_file(tmp_path: Path) -> None:
 def test_cli_on_empty_dir(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 0
     assert not (tmp_path / "summary.md").exists()
+
+
+def _curve(job: Path, label: str, level: float) -> None:
+    grid = [i / 100 for i in range(101)]
+    curve = {"label": label, "recall_grid": grid, "mean_curve": [level] * 101,
+             "auc_mean": level, "n_tilde_mean": 3000 / level, "recall": 0.06}  # fmt: skip
+    (job / "pr_curve.json").write_text(json.dumps(curve))
+
+
+def test_summary_draws_fig7_of_all_methods_and_sweeps_side_by_side(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from gifemo.eval import figures as F
+
+    drawn = {}
+    real = F.pr_curves_figure
+
+    def spy(curves, path):
+        drawn.update(curves)
+        return real(curves, path)
+
+    a, b = tmp_path / "s0", tmp_path / "s1"
+    for root, shift in ((a, 0.0), (b, 0.02)):
+        _curve(_job(root, 0, "unsorted", "visual+tag", math.nan, 0.25 + shift, 12000), "U", 0.25)
+        _curve(
+            _job(root, 1, "cmtl", "visual+tag", 0.5, 0.55 + shift, 4000 - 1000 * shift * 50),
+            "C",
+            0.5 + shift,
+        )
+    monkeypatch.setattr(F, "pr_curves_figure", spy)
+    s = summarize(b, echo=False)
+    with Image.open(s["fig7"]) as im:
+        assert im.format == "PNG"
+    assert list(drawn) == ["Unsorted", "Clustered multi-task regression (visual+tag)"]
+    np.testing.assert_allclose(
+        drawn["Clustered multi-task regression (visual+tag)"].mean_curve, 0.52
+    )
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    cmtl = next(line for line in out.splitlines() if "Clustered" in line)
+    assert "0.560 ± 0.014" in cmtl and "3,500 ± 707" in cmtl and "0.550/4,000, 0.570/3,000" in cmtl
+    with pytest.raises(SystemExit):
+        main([str(a), str(tmp_path / "empty")])

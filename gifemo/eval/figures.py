@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -72,14 +73,16 @@ def task_pca(W: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarr
     return coords, (var / var.sum())[:n_components] if var.sum() > 0 else np.zeros(n_components)
 
 
-def pr_curves_figure(reports: Mapping[str, RankingReport], path: str | Path) -> Path:
+def pr_curves_figure(reports: Mapping[str, Any], path: str | Path) -> Path:
     """Fig. 7: :func:`pr_curves_plot` written to ``path``."""
     return _save(pr_curves_plot(reports), path)
 
 
-def pr_curves_plot(reports: Mapping[str, RankingReport]) -> plt.Figure:
+def pr_curves_plot(reports: Mapping[str, Any]) -> plt.Figure:
     """Fig. 7: mean PR curve of each method (label → report) in one axes, in the order given,
-    with its mean AUC in the legend; a dotted line marks the recall of eq. 9."""
+    with its mean AUC in the legend; a dotted line marks the recall of eq. 9. A report is a
+    :class:`RankingReport` or anything with its ``recall_grid``, ``mean_curve``, ``auc_mean``
+    and ``recall`` (e.g. a job's ``pr_curve.json`` in a sweep summary)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for label, rep in reports.items():
         ax.plot(rep.recall_grid, rep.mean_curve, label=f"{label} (AUC {rep.auc_mean:.3f})")

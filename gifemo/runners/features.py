@@ -110,6 +110,12 @@ def _run(cfg: DictConfig, out: Path, logger: Any) -> tuple[dict[str, float], dic
         protocol=data.protocol.summary(),
     )
     results.write_json(out / "cv.json", {"folds": int(cfg.cv.folds), "grid": cv.table()})
+    # the mean PR curve, for the sweep summary's Fig. 7 overlay of all methods (runners.sweep)
+    results.write_json(out / "pr_curve.json", {
+        "label": str(cfg.model.label), "features": str(cfg.features.name),
+        "recall_grid": report.recall_grid.tolist(), "mean_curve": report.mean_curve.tolist(),
+        "auc_mean": report.auc_mean, "n_tilde_mean": report.n_tilde_mean, "recall": report.recall,
+    })  # fmt: skip
     if cfg.save_model:
         from gifemo.models.saved import save_model
 

@@ -14,7 +14,10 @@ reports the chosen jobs' test results in the layout of the paper's Table 2:
     ...
 
 The table is printed and written to ``<sweep dir>/summary.md``; ``summary.json`` holds the same
-rows plus every job's scores. :class:`SweepSummary` is the Hydra callback that runs it at
+rows plus every job's scores; ``fig7_pr_all.png`` is Fig. 7 as in the paper: the mean PR curves
+of all the table's methods in one figure (from each chosen job's ``pr_curve.json``).
+:func:`across_sweeps` puts several sweeps of the same methods (e.g. one per seed of data and
+split) side by side: mean ± standard deviation of AUC and Ñ per method. :class:`SweepSummary` is the Hydra callback that runs it at
 ``on_multirun_end`` (configured in ``conf/hydra/default.yaml``); ``python -m gifemo sweep DIR``
 (:mod:`gifemo.apps.sweep`) reruns it on a finished sweep directory.
 """
@@ -224,9 +227,77 @@ def summarize(
     }
     (sweep_dir / "summary.md").write_text(text)
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    fig = overlay_figure(rows, sweep_dir / "fig7_pr_all.png")
+    if fig is not None:
+        summary["fig7"] = str(fig)
     if echo:
         print(text, flush=True)
     return summary
+
+
+def overlay_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Fig. 7: the mean PR curves of the rows' jobs in one figure, in the table's order; None
+    when no job wrote ``pr_curve.json``."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from gifemo.eval.figures import pr_curves_figure
+
+    curves = {}
+    for row in rows:
+        p = Path(row["job_dir"]) / "pr_curve.json"
+        if not p.is_file():
+            continue
+        c = _read_json(p)
+        feats = "" if row["features"] == "-" else f" ({row['features']})"
+        curves[f"{row['label']}{feats}"] = SimpleNamespace(
+            recall_grid=np.asarray(c["recall_grid"]), mean_curve=np.asarray(c["mean_curve"]),
+            auc_mean=float(c["auc_mean"]), recall=float(c["recall"]),
+        )  # fmt: skip
+    return pr_curves_figure(curves, path) if curves else None
+
+
+def across_sweeps(sweep_dirs: Sequence[str | Path], *, metric: str = "cv/score") -> str:
+    """Several sweeps of the same methods (one per seed): per method, the mean ± standard
+    deviation (ddof = 1) over the sweeps of the chosen job's test AUC and Ñ, and the values of
+    each sweep in the order given. Returns the plain-text table."""
+    import numpy as np
+
+    per: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for d in sweep_dirs:
+        results = collect(d)
+        if not results:
+            raise ValueError(f"{d}: no metrics.json under the sweep directory")
+        for row in table_rows(best_per_method(results, metric), metric):
+            per.setdefault((row["model"], row["features"]), []).append(row)
+    n = len(sweep_dirs)
+    head = f"{'Methods':<40}{'AUC mean ± sd':>16}{'Ñ mean ± sd':>18}   per sweep (AUC / Ñ)"
+    lines = [head, "-" * len(head)]
+    section = None
+    for method in sorted(per, key=_order):
+        rows = per[method]
+        feats = method[1]
+        if feats != "-" and feats != section:
+            section = feats
+            lines.append(FEATURE_SECTIONS.get(feats, f"Features: {feats}"))
+        auc = np.array([r["auc"] for r in rows], dtype=float)
+        nt = np.array([r["n_tilde"] for r in rows], dtype=float)
+        each = ", ".join(f"{a:.3f}/{b:,.0f}" for a, b in zip(auc, nt))
+        missing = "" if len(rows) == n else f"  ({len(rows)} of {n} sweeps)"
+        indent = "" if feats == "-" else "  "
+        lines.append(
+            f"{indent + rows[0]['label']:<40}{auc.mean():>9.3f} ± {_fmt(_sd(auc), '.3f'):<5}"
+            f"{nt.mean():>10,.0f} ± {_fmt(_sd(nt), ',.0f'):<6}   {each}{missing}"
+        )
+    return "\n".join(lines)
+
+
+def _sd(a: Any) -> float:
+    """Sample standard deviation (ddof = 1); NaN for fewer than two values."""
+    import numpy as np
+
+    return float(np.std(a, ddof=1)) if len(a) > 1 else math.nan
 
 
 class SweepSummary(Callback):
