@@ -33,7 +33,7 @@ dataset (:mod:`gifemo.data.synthetic`, steps 1–6 of its docstring):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,18 +50,24 @@ _N_NUISANCE = 5  # cartoon, multi-scene, three style variables
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """Sizes and shift of the generated screening data (module docstring)."""
+    """Sizes and shift of the generated screening data (module docstring).
 
-    n_train: int = 2000
-    n_population: int = 16000
+    The defaults are the paper's proportions scaled by 0.03 (:func:`paper_scale`): 6,000 GIFGIF
+    rows → 180, 50,000 candidates per emotion → 1,500, N_p = 3,000 → 90, 4,096 visual
+    dimensions → 123. Keeping the ratios matters: the value of the consensus labels depends on
+    how many there are next to the GIFGIF rows, and on d / n.
+    """
+
+    n_train: int = 180
+    n_population: int = 16500
     n_all: int = 1500
-    n_p: int | None = None  # None: round(n_all · N_P / N_ALL)
-    d_visual: int = 192
+    n_p: int | None = 90  # None: round(n_all · N_P / N_ALL)
+    d_visual: int = 123
     p_emotion_tags: float = 0.75
     p_confusion: float = 0.15
     pool_p_emotion_tags: float = 0.85
     pool_p_confusion: float = 0.3
-    prior_concentration: float = 2.0
+    prior_concentration: float = 5.0
     visual_offset: tuple[float, float] = (0.3, -0.2)
     pool_visual_noise: float = 1.0
     cartoon_rate: float = 0.3
@@ -72,7 +78,22 @@ class WorldSpec:
         return self.n_p if self.n_p is not None else max(1, round(self.n_all * N_P / N_ALL))
 
 
-QUICK = WorldSpec(n_train=1000, n_population=6000, n_all=600, d_visual=96)
+def paper_scale(scale: float, **changes: Any) -> WorldSpec:
+    """The paper's sizes × ``scale``: 6,000 GIFGIF rows, 50,000 candidates and N_p = 3,000 per
+    emotion, 4,096 visual dimensions; a Giphy population 11× the per-emotion pool."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
+    base = {
+        "n_train": max(20, round(6000 * scale)),
+        "n_all": max(20, round(N_ALL * scale)),
+        "n_p": max(1, round(N_P * scale)),
+        "d_visual": max(8, round(4096 * scale)),
+        "n_population": max(200, round(11 * N_ALL * scale)),
+    }
+    return WorldSpec(**{**base, **changes})
+
+
+QUICK = paper_scale(0.015)
 
 
 @dataclass
@@ -218,8 +239,3 @@ def make_screening_data(spec: WorldSpec = WorldSpec(), *, seed: int = 0) -> Scre
         n_p=spec.quota,
         top_tags=tuple(tops),
     )
-
-
-def scaled(spec: WorldSpec, **changes: Any) -> WorldSpec:
-    """A copy of ``spec`` with fields changed (a dataclasses.replace that names the type)."""
-    return replace(spec, **changes)

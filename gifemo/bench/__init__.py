@@ -5,4 +5,4 @@ its measurements next to those of the peer named in its issue, measured in the s
 writes them as JSON under ``.bench/``.
 """
 
-BENCHMARKS: tuple[str, ...] = ("decode", "extract", "solvers", "finetune", "label")
+BENCHMARKS: tuple[str, ...] = ("decode", "extract", "solvers", "finetune", "label", "screening")
