@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -176,3 +177,60 @@ def test_static_queues_order_by_score(world, fitted):
     q = static_queues(world, fitted.predict(world.X_pool))
     assert set(q) == set(EMOTIONS)
     assert all(len(q[e]) == world.candidates[i].size for i, e in enumerate(EMOTIONS))
+
+
+def _write_folder(root, rows):
+    (root / "gifs").mkdir(parents=True)
+    for r in rows:
+        (root / r["file"]).write_bytes(b"GIF89a")  # presence only: tag features never decode
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_load_reranker_from_a_saved_tag_model(tmp_path):
+    """A run directory as train.py writes it (model/ + run.json), tag features: the reranker
+    starts from the saved model's scores and refits with the run's estimator and CV choice."""
+    from gifemo.active import load_reranker
+    from gifemo.data.tags import TagDictionary
+    from gifemo.features.datamodule import feature_blocks
+    from gifemo.features.normalise import FeatureNormaliser
+    from gifemo.models.saved import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    vocab = ["happy", "sad", "angry", "cute", "lol", "wow", "cat", "dog"]
+    train_rows, cand_rows = [], []
+    for n in range(60):
+        tags = [str(t) for t in rng.choice(vocab, size=2, replace=False)]
+        mu = rng.uniform(15, 40, size=17) + 6 * ("happy" in tags)
+        scores = {e: [float(m), 2.0] for e, m in zip(EMOTIONS, mu, strict=True)}
+        train_rows.append({"id": f"t{n}", "file": f"gifs/t{n}.gif", "tags": tags, "scores": scores})
+    for n in range(20):
+        tags = [str(t) for t in rng.choice(vocab, size=2, replace=False)]
+        cand_rows.append({"id": f"c{n}", "file": f"gifs/c{n}.gif", "tags": tags})
+    _write_folder(tmp_path / "train", train_rows)
+    _write_folder(tmp_path / "cands", cand_rows)
+
+    tags_tr = [r["tags"] for r in train_rows]
+    dictionary = TagDictionary().fit(tags_tr)
+    raw, blocks = feature_blocks("tag", None, tags_tr, dictionary)
+    norm = FeatureNormaliser("l2").fit(raw, blocks)
+    Y = np.array([[s[0] - 3 * s[1] for s in r["scores"].values()] for r in train_rows])
+    est = MTLRegressor(ClusteredMTL, rho1=3.0, rho2=0.3, k=2, tol=1e-8)
+    est.fit(norm.transform(raw), Y, np.ones_like(Y, dtype=bool))
+    node = {"_target_": "gifemo.models.estimators.MTLRegressor", "tol": 1e-8,
+            "penalty": {"_target_": "gifemo.models.penalties.ClusteredMTL", "_partial_": True}}  # fmt: skip
+    run = tmp_path / "run"
+    save_model(run / "model", estimator=est, features="tag", normaliser=norm,
+               dictionary=dictionary, config={"model": {"estimator": node}})  # fmt: skip
+    (run / "run.json").write_text(json.dumps({"params": {"rho1": 3.0, "rho2": 0.3, "k": 2}}))
+
+    rr = load_reranker(run, None, candidates_data=tmp_path / "cands", train_data=tmp_path / "train")
+    saved = load_model(run / "model").score(None, [r["tags"] for r in cand_rows])
+    ids = [r["id"] for r in cand_rows]
+    assert np.allclose(rr.scores("fear", ids), saved[:, 7])
+    assert rr.estimator.get_params()["rho1"] == 3.0 and rr.estimator.k_ == 2
+    out = rr.rerank({"fear": {"c0": True, "c1": False}}, {"fear": ids[2:]})
+    assert sorted(out["fear"]) == sorted(ids[2:]) and rr.version == 1
+    # the first refit starts at the saved optimum: with no new label it would stay there
+    assert rr.estimator.W_.shape == est.W_.shape
+    with pytest.raises(ValueError, match="candidates_data"):
+        load_reranker(run, None, train_data=tmp_path / "train")
