@@ -17,6 +17,18 @@ from gifemo.eval.metrics import n_tilde, precision_at_recall
 from gifemo.models.estimators import MTLRegressor
 from gifemo.models.penalties import ClusteredMTL
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: one torch thread (as run_experiment uses) avoids thread-sync overhead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = WorldSpec(n_train=300, n_population=1200, n_all=120, n_p=8, d_visual=16)
 
 
@@ -128,7 +140,6 @@ def test_class_mean_targets_by_hand():
     assert y_pos.tolist() == [30.0, 26.0] and y_neg.tolist() == [20.0, 5.0]
 
 
-@pytest.mark.slow
 def test_warm_refit_reaches_the_cold_solution(world, fitted):
     labels = {
         e: {world.pool_ids[j]: bool(world.truth[j, i]) for j in world.candidates[i][:5]}
