@@ -145,10 +145,9 @@ def test_warm_refit_reaches_the_cold_solution(world, fitted):
         e: {world.pool_ids[j]: bool(world.truth[j, i]) for j in world.candidates[i][:5]}
         for i, e in enumerate(EMOTIONS)
     }
-    warm = ActiveReranker(copy.deepcopy(fitted), world.X_train, world.Y_train,
-                          world.mask_train, world.pool_ids, world.X_pool, warm_start=True)  # fmt: skip
-    cold = ActiveReranker(copy.deepcopy(fitted), world.X_train, world.Y_train,
-                          world.mask_train, world.pool_ids, world.X_pool, warm_start=False)  # fmt: skip
+    problem = (world.X_train, world.Y_train, world.mask_train, world.pool_ids, world.X_pool)
+    warm = ActiveReranker(copy.deepcopy(fitted), *problem, warm_start=True)
+    cold = ActiveReranker(copy.deepcopy(fitted), *problem, warm_start=False)
     for rr in (warm, cold):
         rr.estimator.set_params(tol=1e-6)
         rr.refit(labels)
@@ -227,8 +226,8 @@ def test_load_reranker_from_a_saved_tag_model(tmp_path):
     Y = np.array([[s[0] - 3 * s[1] for s in r["scores"].values()] for r in train_rows])
     est = MTLRegressor(ClusteredMTL, rho1=3.0, rho2=0.3, k=2, tol=1e-8)
     est.fit(norm.transform(raw), Y, np.ones_like(Y, dtype=bool))
-    node = {"_target_": "gifemo.models.estimators.MTLRegressor", "tol": 1e-8,
-            "penalty": {"_target_": "gifemo.models.penalties.ClusteredMTL", "_partial_": True}}  # fmt: skip
+    penalty = {"_target_": "gifemo.models.penalties.ClusteredMTL", "_partial_": True}
+    node = {"_target_": "gifemo.models.estimators.MTLRegressor", "tol": 1e-8, "penalty": penalty}
     run = tmp_path / "run"
     save_model(run / "model", estimator=est, features="tag", normaliser=norm,
                dictionary=dictionary, config={"model": {"estimator": node}})  # fmt: skip

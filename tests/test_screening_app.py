@@ -46,8 +46,8 @@ def test_pool_on_folders_with_truth_and_found_for(tmp_path):
     for n in range(80):
         tags = [str(t) for t in rng.choice(vocab, size=3, replace=False)]
         mu = rng.uniform(15, 35, size=17) + 8 * ("happy" in tags)
-        train.append({"id": f"t{n}", "file": f"gifs/t{n}.gif", "tags": tags,
-                      "scores": {e: [float(m), 1.5] for e, m in zip(EMOTIONS, mu, strict=True)}})  # fmt: skip
+        scores = {e: [float(m), 1.5] for e, m in zip(EMOTIONS, mu, strict=True)}
+        train.append({"id": f"t{n}", "file": f"gifs/t{n}.gif", "tags": tags, "scores": scores})
     for n in range(120):
         tags = [str(t) for t in rng.choice(vocab, size=3, replace=False)]
         found = [str(e) for e in rng.choice(EMOTIONS, size=8, replace=False)]
