@@ -66,6 +66,7 @@ class Run:
     checked: dict[str, list[str]]  # emotion → ids in check order
     labels: dict[str, np.ndarray]  # emotion → truth of the checks, in order
     full_order: dict[str, list[str]]  # checked prefix + the rest in the last order
+    full_labels: dict[str, np.ndarray]  # truth along full_order (scored after the run)
     n_tilde: dict[str, float]  # checks to the quota (NaN: pool ran out first)
     wss95: dict[str, float]
     loss: dict[str, float]
@@ -123,16 +124,16 @@ def screen(
 
 
 def _finish(strategy: str, oracle: Oracle, checked: dict, rest: dict, n_p: int, **kw: Any) -> Run:
-    labels, full, nt, w, loss = {}, {}, {}, {}, {}
+    labels, full, full_labels, nt, w, loss = {}, {}, {}, {}, {}, {}
     for e in checked:
         labels[e] = oracle.truth_of(e, checked[e])
         full[e] = checked[e] + rest[e]
-        whole = oracle.truth_of(e, full[e])
+        whole = full_labels[e] = oracle.truth_of(e, full[e])
         q = checks_to_quota(labels[e], n_p)
         nt[e] = float("nan") if q is None else float(q)
         w[e] = wss(whole, 0.95)
         loss[e] = normalised_loss(whole)
-    return Run(strategy, checked, labels, full, nt, w, loss, **kw)
+    return Run(strategy, checked, labels, full, full_labels, nt, w, loss, **kw)
 
 
 def candidate_lists(data: ScreeningData) -> dict[str, list[str]]:

@@ -37,12 +37,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _report(res: dict[str, Any], out: Path, n_p: int) -> None:
-    from gifemo.eval.screening import recall_curves_figure
+    from gifemo.eval.screening import checks_limit, recall_curves_figure
 
     runs = res.pop("_runs")
     out.mkdir(parents=True, exist_ok=True)
-    curves = {name: [r.labels[e] for r in rs for e in r.labels] for name, rs in runs.items()}
-    recall_curves_figure(curves, out / "recall_curves.png", n_p=n_p)
+    curves = {
+        name: [r.full_labels[e] for r in rs for e in r.full_labels] for name, rs in runs.items()
+    }
+    recall_curves_figure(curves, out / "recall_curves.png", n_p=n_p, max_checks=checks_limit(res))
     per_emotion = {
         name: [{"n_tilde": r.n_tilde, "wss95": r.wss95, "loss": r.loss} for r in rs]
         for name, rs in runs.items()

@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,18 +132,28 @@ def seed_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> 
     return Interval(mean, sd, mean - half, mean + half, s, level)
 
 
+def checks_limit(summary: Mapping[str, Any], factor: float = 1.2) -> int | None:
+    """x-axis limit of the recall figure: ``factor`` × the largest mean unsorted Ñ of a
+    :func:`gifemo.active.experiment.run_experiment` summary (None when undefined)."""
+    values = [m["n_tilde_unsorted_mean"]["mean"] for m in summary.get("models", {}).values()]
+    finite = [v for v in values if np.isfinite(v)]
+    return int(factor * max(finite)) if finite else None
+
+
 def recall_curves_figure(
     curves: Mapping[str, Sequence[np.ndarray]],
     path: str | Path,
     *,
     n_p: int | None = None,
+    max_checks: int | None = None,
     title: str = "Screening: positives found vs checks",
 ) -> Path:
     """Mean (over emotions and seeds) positives found vs checks, one line per strategy.
 
     ``curves[strategy]``: the per-(emotion, seed) label sequences in check order. Each is
     turned into TP_j (positives found after j checks); sequences are compared on the common
-    prefix length so that the mean is over the same runs at every j. ``n_p`` draws the quota.
+    prefix length so that the mean is over the same runs at every j (pass whole-pool orders
+    to see past the quota). ``n_p`` draws the quota; ``max_checks`` limits the x axis.
     """
     import matplotlib
 
@@ -155,6 +166,7 @@ def recall_curves_figure(
         if not tps:
             continue
         m = min(t.size for t in tps)
+        m = m if max_checks is None else min(m, int(max_checks))
         mean = np.mean([t[:m] for t in tps], axis=0)
         ax.plot(np.arange(1, m + 1), mean, label=name)
     if n_p is not None:
