@@ -20,6 +20,10 @@ def _check_outputs(out, model):
     ok = [e for e in EMOTIONS if np.isfinite(static[e]) and np.isfinite(active[e])]
     expect = 1 - sum(active[e] for e in ok) / sum(static[e] for e in ok)
     assert row["work_saved_vs_static"] == pytest.approx(expect)
+    unsorted = res["per_emotion"]["unsorted"][0]["n_tilde"]
+    ok = [e for e in EMOTIONS if np.isfinite(static[e]) and np.isfinite(unsorted[e])]
+    expect = 1 - sum(static[e] for e in ok) / sum(unsorted[e] for e in ok)
+    assert row["static_saved_vs_unsorted"] == pytest.approx(expect)
     assert res["models"][model]["work_saved_vs_static"]["n"] == 1
     return res
 

@@ -134,7 +134,7 @@ def _run(
             runs.setdefault(f"static/{model}", []).append(static)
             runs.setdefault(f"active/{model}", []).append(active)
             n_act, n_sta = _pairs(active, static)
-            _, n_uns = _pairs(unsorted, static)
+            n_uns, n_sta_u = _pairs(unsorted, static)
             row: dict[str, Any] = {
                 "seed": seed,
                 "model": model,
@@ -145,7 +145,7 @@ def _run(
                 "n_tilde_active_mean": float(n_act.mean()),
                 "work_saved_vs_static": float(1.0 - n_act.sum() / n_sta.sum()),
                 "work_saved_vs_static_emotion_mean": float(np.mean(1.0 - n_act / n_sta)),
-                "static_saved_vs_unsorted": float(1.0 - n_sta.sum() / n_uns.sum()),
+                "static_saved_vs_unsorted": float(1.0 - n_sta_u.sum() / n_uns.sum()),
                 "wss95_static": float(np.nanmean(list(static.wss95.values()))),
                 "wss95_active": float(np.nanmean(list(active.wss95.values()))),
                 "loss_static": float(np.nanmean(list(static.loss.values()))),
