@@ -23,13 +23,13 @@ test-full: install
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
-	$(BIN)/ruff check gifemo tests train.py extract.py
-	$(BIN)/ruff format --check gifemo tests train.py extract.py
+	$(BIN)/ruff check gifemo tests train.py extract.py collect.py
+	$(BIN)/ruff format --check gifemo tests train.py extract.py collect.py
 	$(BIN)/mypy gifemo
 
 format: install
-	$(BIN)/ruff check --fix gifemo tests train.py extract.py
-	$(BIN)/ruff format gifemo tests train.py extract.py
+	$(BIN)/ruff check --fix gifemo tests train.py extract.py collect.py
+	$(BIN)/ruff format gifemo tests train.py extract.py collect.py
 
 bench: install
 	$(BIN)/python -m gifemo.bench all $(ARGS)
