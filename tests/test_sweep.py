@@ -165,5 +165,14 @@ def test_summary_draws_fig7_of_all_methods_and_sweeps_side_by_side(
     out = capsys.readouterr().out
     cmtl = next(line for line in out.splitlines() if "Clustered" in line)
     assert "0.560 ± 0.014" in cmtl and "3,500 ± 707" in cmtl and "0.550/4,000, 0.570/3,000" in cmtl
+    assert "-" in cmtl.split("707")[1].split("0.550")[0]  # no lasso (visual+tag): no paired Δ
+    unsorted = next(line for line in out.splitlines() if line.startswith("Unsorted"))
+    assert "0.260 ± 0.014" in unsorted
+    # the paired difference to a reference method present in both sweeps (cmtl − unsorted)
+    from gifemo.runners.sweep import across_sweeps
+
+    table = across_sweeps([a, b], reference=("unsorted", "-"))
+    cmtl = next(line for line in table.splitlines() if "Clustered" in line)
+    assert "+0.300 ± 0.000" in cmtl
     with pytest.raises(SystemExit):
         main([str(a), str(tmp_path / "empty")])

@@ -258,25 +258,45 @@ def overlay_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     return pr_curves_figure(curves, path) if curves else None
 
 
-def across_sweeps(sweep_dirs: Sequence[str | Path], *, metric: str = "cv/score") -> str:
+def across_sweeps(
+    sweep_dirs: Sequence[str | Path],
+    *,
+    metric: str = "cv/score",
+    reference: tuple[str, str] = ("lasso", "visual+tag"),
+) -> str:
     """Several sweeps of the same methods (one per seed): per method, the mean ± standard
-    deviation (ddof = 1) over the sweeps of the chosen job's test AUC and Ñ, and the values of
-    each sweep in the order given. Returns the plain-text table."""
+    deviation (ddof = 1) over the sweeps of the chosen job's test AUC and Ñ; the paired
+    difference of AUC to the ``reference`` method (model, features) in the same sweep, mean ±
+    sd (the seeds move every method together, so the paired difference is the comparison to
+    read); and the values of each sweep in the order given. Returns the plain-text table."""
     import numpy as np
 
-    per: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for d in sweep_dirs:
+    per: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for j, d in enumerate(sweep_dirs):
         results = collect(d)
         if not results:
             raise ValueError(f"{d}: no metrics.json under the sweep directory")
         for row in table_rows(best_per_method(results, metric), metric):
-            per.setdefault((row["model"], row["features"]), []).append(row)
+            per.setdefault((row["model"], row["features"]), {})[j] = row
     n = len(sweep_dirs)
-    head = f"{'Methods':<40}{'AUC mean ± sd':>16}{'Ñ mean ± sd':>18}   per sweep (AUC / Ñ)"
+    ref = per.get(reference, {})
+    head = (
+        f"{'Methods':<40}{'AUC mean ± sd':>16}{'Ñ mean ± sd':>18}{'ΔAUC vs ' + reference[0]:>18}"
+        f"   per sweep (AUC / Ñ)"
+    )
     lines = [head, "-" * len(head)]
     section = None
     for method in sorted(per, key=_order):
-        rows = per[method]
+        by_sweep = per[method]
+        rows = [by_sweep[j] for j in sorted(by_sweep)]
+        paired = np.array(
+            [by_sweep[j]["auc"] - ref[j]["auc"] for j in sorted(by_sweep) if j in ref]
+        )
+        delta = (
+            f"{paired.mean():+.3f} ± {_fmt(_sd(paired), '.3f')}"
+            if paired.size and method != reference
+            else "-"
+        )
         feats = method[1]
         if feats != "-" and feats != section:
             section = feats
@@ -288,7 +308,7 @@ def across_sweeps(sweep_dirs: Sequence[str | Path], *, metric: str = "cv/score")
         indent = "" if feats == "-" else "  "
         lines.append(
             f"{indent + rows[0]['label']:<40}{auc.mean():>9.3f} ± {_fmt(_sd(auc), '.3f'):<5}"
-            f"{nt.mean():>10,.0f} ± {_fmt(_sd(nt), ',.0f'):<6}   {each}{missing}"
+            f"{nt.mean():>10,.0f} ± {_fmt(_sd(nt), ',.0f'):<6}{delta:>16}   {each}{missing}"
         )
     return "\n".join(lines)
 
