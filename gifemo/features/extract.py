@@ -21,6 +21,21 @@ decoded); both cuts are recorded per row in ``notes.jsonl``. Clips wait in the a
 until ``batch_clips`` of them are there. So the peak is about
 (workers · prefetch + 2) · load_gifs · max_clips · (bytes of one clip) plus one GIF's decoded
 frames (≤ read_frames · H · W · 3, and ``max_bytes``), whatever the length of the GIF.
+
+Data path (``clip_dtype="uint8"``, the default): workers only decode, resize the frames the
+clips use and cut the clips (crop, channel order) as uint8 — a quarter of the bytes of float32
+through shared memory, pinning and the host-to-device copy; the model's device converts and
+normalises them (``preprocessing.normalize``), as fine-tuning does. The clips the model sees are
+bit-identical to the float32 path's (``tests/test_extract_fast.py``), so the store and its
+fingerprint do not depend on it; a C3D mean cube (per-crop means) keeps the float32 path.
+
+Several processes (torchrun / SLURM): with an initialised ``torch.distributed`` group, chunk
+``c`` belongs to rank ``c mod W``; every rank writes its chunks' shards and rank 0 assembles the
+store once all are done (:mod:`gifemo.features.distributed`), byte-identical to one process.
+
+``compile=True`` runs ``torch.compile(model.features)``; its warm-up (the first batch, which
+compiles) is reported in ``meta.json`` ``last_run.compile_warmup_s``. Compiled kernels round
+differently, so the fingerprint records it (``execution``).
 """
 
 from __future__ import annotations
@@ -42,9 +57,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
+from gifemo.backbones.preprocessing import ClipTransform
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
 from gifemo.features.accumulate import ChunkAccumulator, chunk_batches
+from gifemo.features.distributed import current
 from gifemo.features.store import (
     PARTIAL,
     FeatureStore,
@@ -61,12 +78,35 @@ from gifemo.features.store import (
 log = logging.getLogger(__name__)
 
 KILL_ENV = "GIFEMO_EXTRACT_KILL_AT"  # test hook: "shard:K" or "finalise:visual" → SIGKILL self
+CLIP_DTYPES = ("uint8", "float32")
 
 
 def _kill_hook(stage: str) -> None:
-    """Kill this process with SIGKILL when ``GIFEMO_EXTRACT_KILL_AT`` names ``stage`` (tests)."""
-    if os.environ.get(KILL_ENV) == stage:
+    """Kill this process with SIGKILL when ``GIFEMO_EXTRACT_KILL_AT`` names ``stage`` (tests);
+    ``stage@R`` only on rank R of a process group."""
+    want = os.environ.get(KILL_ENV, "")
+    at, _, rank = want.partition("@")
+    if at == stage and (not rank or int(rank) == current().rank):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wire_transform(transform: Any, clip_dtype: str) -> Any:
+    """The transform the loader workers run: with ``clip_dtype="uint8"`` the same crop and
+    channel order stopped before the arithmetic (normalised later on the model's device by
+    ``transform.preprocessing.normalize``), where that gives the same clips; else ``transform``.
+    """
+    if clip_dtype not in CLIP_DTYPES:
+        raise ValueError(f"clip_dtype must be one of {CLIP_DTYPES}, got {clip_dtype!r}")
+    pre = getattr(transform, "preprocessing", None)
+    if (
+        clip_dtype == "uint8"
+        and isinstance(transform, ClipTransform)
+        and transform.output == "float32"
+        and pre is not None
+        and pre.mean_cube is None
+    ):
+        return ClipTransform(pre, train=transform.train, flip=transform.flip, output="uint8")
+    return transform
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,11 +142,13 @@ def store_fingerprint(
     read_kwargs: dict[str, Any] | None,
     max_clips: int | None,
     unlisted: Sequence[dict[str, Any]] = (),
+    compile: bool = False,
 ) -> str:
     """The identity of the store these inputs make (see :func:`feature_fingerprint`)."""
     return store_identity(
         records, dataset_name=dataset_name, model=model, transform=transform, sampler=sampler,
         precision=precision, read_kwargs=read_kwargs, max_clips=max_clips, unlisted=unlisted,
+        compile=compile,
     )[0]  # fmt: skip
 
 
@@ -121,6 +163,7 @@ def store_identity(
     read_kwargs: dict[str, Any] | None,
     max_clips: int | None,
     unlisted: Sequence[dict[str, Any]] = (),
+    compile: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """(fingerprint, the parts it hashes): the one list of a store's identity fields, which
     meta.json records as they are."""
@@ -139,6 +182,7 @@ def store_identity(
         read_kwargs=read_kwargs,
         clip_rule=clip_rule(sampler),
         budget=budget,
+        execution={"compile": True} if compile else None,
     )
 
 
@@ -158,14 +202,17 @@ class _Forward:
 
     def __init__(
         self, model: VideoBackbone, dev: torch.device, *, precision: str, channels_last: bool,
-        batch_clips: int,
+        batch_clips: int, normalize: Any = None, compile: bool = False,
     ) -> None:  # fmt: skip
         self.dev, self.batch_clips = dev, batch_clips
+        self.normalize = normalize  # uint8 clips → the model's float input, on dev
         self.fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
         model = model.eval().to(dev)
         if channels_last:
             model = model.to(memory_format=self.fmt)  # type: ignore[call-overload]
         self.model = model
+        self.features = torch.compile(model.features) if compile else model.features
+        self.compile_warmup_s: float | None = None
         self.amp = (
             torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
         )
@@ -183,8 +230,12 @@ class _Forward:
     def _batch(self, acc: ChunkAccumulator) -> None:
         clips, owner = acc.take(self.batch_clips)
         x = clips.to(self.dev, non_blocking=True, memory_format=self.fmt)  # (b, 3, T, h, w)
+        if self.normalize is not None:
+            x = self.normalize(x)  # uint8 → float32, elementwise: keeps the memory format
+        warm = self.features is not self.model.features and self.compile_warmup_s is None
+        t0 = time.perf_counter()
         with torch.inference_mode(), self.amp:
-            feats = self.model.features(x).float()  # (b, D)
+            feats = self.features(x).float()  # (b, D)
             if self.dev.type == "cuda":
                 host = torch.empty(feats.shape, pin_memory=True)
                 host.copy_(feats, non_blocking=True)
@@ -193,6 +244,10 @@ class _Forward:
                 self.inflight.append((acc, host, done, owner))
             else:
                 self.inflight.append((acc, feats, None, owner))
+        if warm:  # the first compiled call compiles: wait for it and report it
+            if self.dev.type == "cuda":
+                torch.cuda.synchronize(self.dev)
+            self.compile_warmup_s = time.perf_counter() - t0
         self.clips += len(owner)
 
     def run(self, acc: ChunkAccumulator, *, final: bool) -> None:
@@ -240,6 +295,8 @@ def extract_features(
     fingerprint: str | None = None,
     unlisted: Sequence[dict[str, Any]] = (),
     extra_meta: dict[str, Any] | None = None,
+    clip_dtype: str = "uint8",
+    compile: bool = False,
 ) -> FeatureStore:
     """Write (or finish) the feature store of ``records`` in ``out_dir`` and open it.
 
@@ -255,6 +312,11 @@ def extract_features(
     in failures.jsonl.
     ``fingerprint``: identity of the result (computed from the inputs when None); a complete
     store with the same fingerprint is returned as is, shards of another one are discarded.
+    ``clip_dtype``: what the loader workers send, "uint8" (normalised on the device) or
+    "float32" (normalised in the workers); the same features either way (module notes).
+    ``compile``: ``torch.compile`` the backbone's ``features`` (recorded in the fingerprint).
+    In an initialised ``torch.distributed`` group every rank calls this with the same arguments
+    and extracts its own chunks; rank 0 assembles the store, the others wait and then open it.
     """
     if batch_clips < 1 or chunk_gifs < 1 or load_gifs < 1:
         raise ValueError(
@@ -270,44 +332,69 @@ def extract_features(
     computed, identity = store_identity(
         records, dataset_name=dataset_name, model=model, transform=transform,
         sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
-        unlisted=unlisted,
+        unlisted=unlisted, compile=compile,
     )  # fmt: skip
     fingerprint = fingerprint or computed
+    ranks = current()
     if complete_fingerprint(out_dir) == fingerprint:
-        shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)  # left by a kill after COMPLETE
+        ranks.barrier()  # every rank has seen COMPLETE before rank 0 tidies up
+        if ranks.main:
+            shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)  # left by a kill after COMPLETE
         return FeatureStore.open(out_dir)
 
     n, n_chunks = len(records), (len(records) + chunk_gifs - 1) // chunk_gifs
-    work = WorkDir(out_dir, {"fingerprint": fingerprint, "chunk_gifs": chunk_gifs})
-    todo = [c for c in range(n_chunks) if c not in work.done()]
-    log.info("extracting %d GIFs: %d of %d chunks to do", n, len(todo), n_chunks)
+    key = {"fingerprint": fingerprint, "chunk_gifs": chunk_gifs}
+    if ranks.main:  # rank 0 alone clears shards of another configuration
+        work = WorkDir(out_dir, key)
+    ranks.barrier()
+    if not ranks.main:
+        work = WorkDir(out_dir, key)
+    todo = ranks.mine([c for c in range(n_chunks) if c not in work.done()])
+    log.info("extracting %d GIFs: %d of %d chunks to do (rank %d of %d)", n, len(todo),
+             n_chunks, ranks.rank, ranks.world)  # fmt: skip
+    wire = wire_transform(transform, clip_dtype)
     forward = _Forward(
-        model, dev, precision=precision, channels_last=bool(channels_last), batch_clips=batch_clips
-    )
+        model, dev, precision=precision, channels_last=bool(channels_last),
+        batch_clips=batch_clips, compile=compile,
+        normalize=wire.preprocessing.normalize if wire is not transform else None,
+    )  # fmt: skip
     dataset = GifClipDataset(
-        list(records), sampler=sampler, transform=transform, read_kwargs=read_kwargs,
+        list(records), sampler=sampler, transform=wire, read_kwargs=read_kwargs,
         max_clips=max_clips,
     )  # fmt: skip
     batches = chunk_batches(todo, n, chunk_gifs, load_gifs)
     t_start = time.perf_counter()
     data_wait_s = _run_chunks(
         records, _loader(dataset, batches, num_workers, dev), batches, work, forward,
-        chunk_gifs=chunk_gifs, progress=progress, label=f"{type(model).__name__} features",
+        chunk_gifs=chunk_gifs, progress=progress and ranks.main,
+        label=f"{type(model).__name__} features",
     )  # fmt: skip
+    seconds = time.perf_counter() - t_start
+    chunks, clips, wait_s, compute_s = ranks.sum(
+        [len(todo), forward.clips, data_wait_s, forward.compute_s]
+    )
     last_run = {
         "device": str(dev),
         "channels_last_3d": bool(channels_last),
+        "clip_dtype": "uint8" if wire is not transform else "float32",
         "threads": torch.get_num_threads(),
-        "chunks": len(todo),
-        "seconds": round(time.perf_counter() - t_start, 3),
-        "clips": forward.clips,
-        "data_wait_s": round(data_wait_s, 3),
-        "compute_s": round(forward.compute_s, 3),
+        "world_size": ranks.world,
+        "chunks": int(chunks),
+        "seconds": round(seconds, 3),  # rank 0's wall time
+        "clips": int(clips),  # the sums below are over the ranks
+        "data_wait_s": round(wait_s, 3),
+        "compute_s": round(compute_s, 3),
     }
+    if compile:
+        last_run["compile_warmup_s"] = forward.compile_warmup_s
+    if not ranks.main:
+        ranks.barrier()  # rank 0 assembles the store
+        return FeatureStore.open(out_dir)
     shards = [work.read(c) for c in range(n_chunks)]
     meta = {
         "fingerprint": fingerprint,
         **{k: identity[k] for k in IDENTITY_FIELDS},
+        **{k: identity[k] for k in ("execution",) if k in identity},
         "budget": {
             "read_frames": (read_kwargs or {}).get("read_frames"),
             "max_clips": max_clips,
@@ -323,6 +410,7 @@ def extract_features(
         unlisted=unlisted, kill_hook=_kill_hook,
     )  # fmt: skip
     work.remove()
+    ranks.barrier()
     c = meta["counts"]
     log.info(
         "feature store %s: %d GIFs, %d failures, %d truncated, %d with notes (notes.jsonl)",

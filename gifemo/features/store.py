@@ -146,10 +146,12 @@ def feature_fingerprint(
     read_kwargs: dict[str, Any] | None,
     clip_rule: dict[str, Any],
     budget: dict[str, Any] | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The fingerprint of a store and the parts it hashes. ``clip_rule``: :func:`clip_rule`;
     ``budget``: per-GIF limits that change rows (``max_clips``; ``read_frames`` is in
-    ``read_kwargs``)."""
+    ``read_kwargs``); ``execution``: how the model ran where that changes the bits of the
+    features (``{"compile": True}``: torch.compile's fused kernels round differently)."""
     parts = {
         "dataset": dataset_name,
         "records": records_digest(records),
@@ -163,6 +165,8 @@ def feature_fingerprint(
     }
     if budget:  # absent when there is none: the fingerprints of unbudgeted stores stay as they were
         parts["budget"] = budget
+    if execution:  # likewise absent for plain eager runs
+        parts["execution"] = execution
     return fingerprint_of(parts), parts
 
 

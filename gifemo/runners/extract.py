@@ -5,12 +5,17 @@ the first step of every feature-based ``train.py`` run).
 builder's ``_target_``: C3D, R(2+1)D-18, …), ``cfg.clips`` (a clip sampler's ``_target_``:
 ``clips=all``, the paper's 16/8 rule, or ``clips=fps clips.fps=…``), ``cfg.extract`` (see
 ``conf/extract/default.yaml``: out_dir, batch_clips, num_workers, precision, device, max_pixels,
-max_frames, max_clips, threads, chunk_gifs, load_gifs, channels_last, progress) and
+max_frames, max_clips, threads, chunk_gifs, load_gifs, channels_last, clip_dtype, compile,
+progress) and
 ``cfg.paths.features_dir``, and calls :func:`gifemo.features.extract.extract_features` with
 plain arguments. A complete store whose fingerprint (dataset name and files, backbone,
 weights_id, preprocessing, clip rule, precision, read limits, budgets) matches is opened as
 is; otherwise the features are extracted (resuming any shards of the same fingerprint).
 ``out_dir: null`` → ``<features_dir>/<dataset>-<fp[:10]>``.
+
+Started by ``torchrun`` (or SLURM with the torchrun variables), every process joins the process
+group named by its environment (:func:`gifemo.features.distributed.init_from_env`) and extracts
+its share of the chunks; rank 0 assembles the store (docs/training.md).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from gifemo.features.distributed import init_from_env
 from gifemo.features.extract import (
     extract_features,
     resolve_device,
@@ -57,11 +63,12 @@ def extract(cfg: Any) -> FeatureStore:
     read_kwargs = read_kwargs_of(ex)
     max_clips = None if ex.get("max_clips") is None else int(ex.max_clips)
     unlisted = list(getattr(dataset, "unlisted", ()))
-    precision = resolve_precision(str(ex.precision), resolve_device(str(ex.device)))
+    _, device = init_from_env(str(ex.device))  # a torchrun/SLURM process group, if any
+    precision = resolve_precision(str(ex.precision), resolve_device(device))
     fingerprint = store_fingerprint(
         dataset.records, dataset_name=dataset.name, model=model, transform=transform,
         sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
-        unlisted=unlisted,
+        unlisted=unlisted, compile=bool(ex.compile),
     )  # fmt: skip
     out_dir = Path(
         ex.out_dir or Path(cfg.paths.features_dir) / f"{dataset.name}-{fingerprint[:10]}"
@@ -83,12 +90,14 @@ def extract(cfg: Any) -> FeatureStore:
         batch_clips=int(ex.batch_clips),
         num_workers=int(ex.num_workers),
         precision=precision,
-        device=str(ex.device),
+        device=device,
         read_kwargs=read_kwargs or None,
         progress=bool(ex.progress),
         chunk_gifs=int(ex.chunk_gifs),
         load_gifs=int(ex.load_gifs),
         channels_last=bool(ex.channels_last),
+        clip_dtype=str(ex.clip_dtype),
+        compile=bool(ex.compile),
         dataset_name=dataset.name,
         fingerprint=fingerprint,
         unlisted=unlisted,
