@@ -23,6 +23,7 @@ quota, then the last ranking".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +99,6 @@ def screen(
     checked: dict[str, list[str]] = {e: [] for e in queues}
     found = dict.fromkeys(queues, 0)
     seconds: list[float] = []
-    import time
-
     while True:
         open_ = [e for e in todo if found[e] < n_p and todo[e]]
         if not open_:
