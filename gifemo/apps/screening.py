@@ -1,4 +1,4 @@
-"""``python -m gifemo screening`` — simulate labelling with static and active ranking (issue 15).
+"""Simulate labelling with static and active ranking: ``python -m gifemo screening`` (issue 15).
 
 Subcommands:
 
