@@ -21,12 +21,31 @@ with 66.9 FP32). Peak memory: the process's maximum resident set size (RSS, MiB)
 (monotone over the runs; DataLoader workers are separate processes) and, on CUDA, peak
 allocated device memory per run. Each run is preceded by a model warm-up outside the timing.
 The run also checks that ours fp32 equals the naive loop (max |Δ|) and bf16's cosine to fp32.
+
+Two ceilings, measured in the same run:
+
+- the model's: ``model.features`` alone on random clips already on the device (batch
+  ``--batch-clips``, each precision, channels_last_3d), clips/s;
+- the decode bound: workers × decode-only clips/s of one worker (clips of the bench's GIFs /
+  seconds of ``read_gif`` alone, in this process). ``share of decode bound`` = end-to-end clips/s
+  / that bound.
+
+Worker profile (:func:`worker_profile`): where one loader worker's time goes per clip —
+decode (``read_gif``), resize (``resize_frames`` of the frames the clips use), cut (crop,
+channel order, and for float32 the normalisation) — measured stage by stage in this process,
+and the loader alone (one worker, no model) for both wire formats, float32 (the old path) and
+uint8 (now the default): the difference between the loader's seconds per clip and the stages'
+sum is the inter-process cost (pickling, shared memory, the main process's collation).
+
+``--size real`` makes real-looking GIFs (480×270, 40–90 frames, like reaction GIFs) instead of
+the default 240×180, 20–44 frames. GIFs are generated in parallel (``--gen-workers``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import tempfile
@@ -38,16 +57,24 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
+from gifemo.backbones.preprocessing import resize_frames
+from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.features.extract import extract_features, resolve_device
+from gifemo.features.extract import extract_features, resolve_device, wire_transform
 
 PEAK_BF16_TFLOPS = 989.4  # H100/H200 SXM dense BF16 tensor cores
 PEAK_TF32_TFLOPS = 494.7  # H100/H200 SXM dense TF32 tensor cores
 PEAK_FP32_TFLOPS = 66.9  # H100/H200 SXM FP32 (CUDA cores)
 TINY = {"channels": (4, 8, 8, 16, 16), "fc_dim": 32}
+SIZES = {  # (H, W), (min, max) frames
+    "quick": ((48, 64), (20, 44)),
+    "small": ((180, 240), (20, 44)),
+    "real": ((270, 480), (40, 90)),
+}
 
 
 class _Rec:
@@ -55,26 +82,131 @@ class _Rec:
         self.id, self.path = id, path
 
 
-def make_gifs(folder: Path, n_records: int, *, n_unique: int, hw: tuple[int, int], seed: int = 0):
-    """``n_unique`` GIFs (a moving square on a drifting gradient, 20–44 frames) written with
-    Pillow; ``n_records`` records cycle over them (each record is decoded anew)."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
+def _write_gif(job: tuple[Path, int, tuple[int, int], int, np.ndarray]) -> Path:
+    """One bench GIF: a moving square on a drifting gradient, ``t`` frames, written by Pillow."""
+    path, g, (h, w), t, colour = job
     yy, xx = np.mgrid[0:h, 0:w]
-    paths = []
-    for g in range(n_unique):
-        t = int(rng.integers(20, 45))
-        colour = rng.integers(0, 256, 3)
-        frames = []
-        for i in range(t):
-            img = np.stack([(xx + 3 * i) % 256, (yy + 5 * g) % 256, (xx + yy + i) % 256], -1)
-            y0, x0 = (i * 3) % (h - h // 4), (i * 5 + g) % (w - w // 4)
-            img[y0 : y0 + h // 4, x0 : x0 + w // 4] = colour
-            frames.append(Image.fromarray(img.astype(np.uint8)))
-        path = folder / f"bench{g:03d}.gif"
-        frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
-        paths.append(path)
+    frames = []
+    for i in range(t):
+        img = np.stack([(xx + 3 * i) % 256, (yy + 5 * g) % 256, (xx + yy + i) % 256], -1)
+        y0, x0 = (i * 3) % (h - h // 4), (i * 5 + g) % (w - w // 4)
+        img[y0 : y0 + h // 4, x0 : x0 + w // 4] = colour
+        frames.append(Image.fromarray(img.astype(np.uint8)))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return path
+
+
+def make_gifs(
+    folder: Path, n_records: int, *, n_unique: int, hw: tuple[int, int], seed: int = 0,
+    frames: tuple[int, int] = (20, 44), workers: int = 1,
+) -> list[_Rec]:  # fmt: skip
+    """``n_unique`` GIFs (``frames`` = min, max frames) written with Pillow by ``workers``
+    processes (Pillow's quantiser takes seconds per large GIF); ``n_records`` records cycle over
+    them (each record is decoded anew). The GIFs depend on ``seed`` only."""
+    rng = np.random.default_rng(seed)
+    jobs = [
+        (folder / f"bench{g:03d}.gif", g, hw, int(rng.integers(frames[0], frames[1] + 1)),
+         rng.integers(0, 256, 3))
+        for g in range(n_unique)
+    ]  # fmt: skip
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            paths = pool.map(_write_gif, jobs)
+    else:
+        paths = [_write_gif(j) for j in jobs]
     return [_Rec(f"r{i:05d}", paths[i % n_unique]) for i in range(n_records)]
+
+
+def worker_profile(records: list[_Rec], transform: Any, *, seconds: float = 3.0) -> dict[str, Any]:
+    """One loader worker's time per clip, by stage, and the loader alone for both wire formats.
+
+    Stages (this process, over the distinct GIFs, repeated until ``seconds``): decode
+    (``read_gif``), resize (the frames the clips use), cut float32 / cut uint8
+    (``from_resized``). Loader: ``GifClipDataset`` + ``collate_clips`` through a DataLoader with
+    one worker, two GIFs per batch (as extraction loads them), no model.
+    """
+    sampler, wire = AllClips(), wire_transform(transform, "uint8")
+    distinct = list({str(r.path): r for r in records}.values())
+    t = dict.fromkeys(("decode", "resize", "cut_float32", "cut_uint8"), 0.0)
+    clips, start = 0, time.perf_counter()
+    while clips == 0 or time.perf_counter() - start < seconds:
+        for r in distinct:
+            t0 = time.perf_counter()
+            gif = read_gif(r.path)
+            t1 = time.perf_counter()
+            idx = sampler(gif.n_frames)
+            used, inverse = np.unique(idx.frames, return_inverse=True)
+            resized = resize_frames(gif.frames[used], transform.resize_hw)
+            t2 = time.perf_counter()
+            local = type(idx)(idx.starts, inverse.reshape(idx.frames.shape).astype(np.int64))
+            transform.from_resized(resized, local)
+            t3 = time.perf_counter()
+            wire.from_resized(resized, local)
+            t4 = time.perf_counter()
+            t["decode"] += t1 - t0
+            t["resize"] += t2 - t1
+            t["cut_float32"] += t3 - t2
+            t["cut_uint8"] += t4 - t3
+            clips += len(idx.starts)
+    per_clip_ms = {k: 1e3 * v / clips for k, v in t.items()}
+    out: dict[str, Any] = {"clips": clips, "stage_ms_per_clip": per_clip_ms}
+    for dtype, tr in (("float32", transform), ("uint8", wire)):
+        rate = _loader_rate(records, tr, seconds=seconds)
+        inproc = per_clip_ms["decode"] + per_clip_ms["resize"] + per_clip_ms[f"cut_{dtype}"]
+        out[f"loader_{dtype}"] = {
+            "clips_per_s_per_worker": round(rate, 2),
+            "ms_per_clip": round(1e3 / rate, 3),
+            "ipc_ms_per_clip": round(1e3 / rate - inproc, 3),
+        }
+        total = 1e3 / rate
+        out[f"loader_{dtype}"]["share"] = {
+            "decode": round(per_clip_ms["decode"] / total, 3),
+            "resize": round(per_clip_ms["resize"] / total, 3),
+            "cut": round(per_clip_ms[f"cut_{dtype}"] / total, 3),
+            "ipc_and_rest": round(max(0.0, total - inproc) / total, 3),
+        }
+    out["decode_only_clips_per_s"] = round(1e3 / per_clip_ms["decode"], 2)
+    return out
+
+
+def _loader_rate(records: list[_Rec], transform: Any, *, seconds: float) -> float:
+    """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch), no model."""
+    ds = GifClipDataset(records, sampler=AllClips(), transform=transform)
+    batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
+    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_clips, num_workers=1,
+                        prefetch_factor=4, persistent_workers=True)  # fmt: skip
+    it = iter(loader)
+    next(it)  # the worker is up
+    clips, start = 0, time.perf_counter()
+    while clips == 0 or time.perf_counter() - start < seconds:
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        clips += len(batch["clips"])
+    return clips / (time.perf_counter() - start)
+
+
+def model_only_rate(
+    model: Any, dev: torch.device, precision: str, batch: int, *, seconds: float = 2.0
+) -> float:
+    """Clips/s of ``model.features`` alone on random clips on the device (channels_last_3d)."""
+    fmt = torch.channels_last_3d
+    m = model.to(dev).to(memory_format=fmt)
+    x = torch.randn(batch, 3, 16, 112, 112, device=dev).to(memory_format=fmt)
+    amp = torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), amp:
+        m.features(x)
+        _sync(dev)
+        n, start = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - start < seconds:
+            m.features(x)
+            n += 1
+        _sync(dev)
+    return n * batch / (time.perf_counter() - start)
 
 
 def _sync(dev: torch.device) -> None:
@@ -140,6 +272,27 @@ def main(argv: list[str]) -> int:
         help="our runs, e.g. 32,bf16 (default: both, but only 32 on a CPU without "
         "native bf16, where bf16 autocast is >20x slower)",
     )
+    p.add_argument(
+        "--size",
+        choices=["small", "real"],
+        default="small",
+        help="small: 240x180, 20-44 frames; real: 480x270, 40-90 frames (quick: 64x48)",
+    )
+    p.add_argument(
+        "--gen-workers",
+        type=int,
+        default=None,
+        help="processes writing the GIFs (default: all cores)",
+    )
+    p.add_argument("--unique", type=int, default=16, help="distinct GIFs (records cycle over them)")
+    p.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=3.0,
+        help="seconds per stage of the worker profile (0: skip it)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model in our runs")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive per-GIF loop")
     p.add_argument("--out", default=".bench/extract.json")
     args = p.parse_args(argv)  # fmt: skip
 
@@ -159,15 +312,26 @@ def main(argv: list[str]) -> int:
 
     native_bf16 = cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     precisions = (args.precisions or ("32,bf16" if native_bf16 else "32")).split(",")
-    runs = [(f"ours {'fp32' if p == '32' else p}", p) for p in precisions] + [("naive fp32", "32")]
+    runs = [(f"ours {'fp32' if p == '32' else p}", p) for p in precisions]
+    runs += [] if args.no_naive else [("naive fp32", "32")]
     if "bf16" not in precisions:
         print(
             "  bf16 skipped: this CPU has no native bf16 in oneDNN (--precisions 32,bf16 forces it)"
         )
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gifemo-bench-extract-") as tmp:
-        hw = (48, 64) if args.quick else (180, 240)
-        records = make_gifs(Path(tmp), n, n_unique=min(n, 16), hw=hw)
+        hw, frames = SIZES["quick" if args.quick else args.size]
+        t_gen = time.perf_counter()
+        records = make_gifs(
+            Path(tmp), n, n_unique=min(n, args.unique), hw=hw, frames=frames,
+            workers=args.gen_workers or os.cpu_count() or 1,
+        )  # fmt: skip
+        gen_s = time.perf_counter() - t_gen
+        transform = C3DTransform(train=False)
+        profile = (
+            worker_profile(records, transform, seconds=args.profile_seconds)
+            if args.profile_seconds > 0 else None
+        )  # fmt: skip
         feats: dict[str, np.ndarray] = {}
         for name, precision in runs:
             naive = name.startswith("naive")
@@ -181,8 +345,8 @@ def main(argv: list[str]) -> int:
             else:
                 store = extract_features(
                     records, Path(tmp) / name.replace(" ", "_"), model=model,
-                    transform=C3DTransform(train=False), batch_clips=batch_clips,
-                    num_workers=workers, precision=precision, device=str(dev), progress=False,
+                    transform=transform, batch_clips=batch_clips, num_workers=workers,
+                    precision=precision, device=str(dev), progress=False, compile=args.compile,
                 )  # fmt: skip
                 feats[name], run = np.asarray(store.visual), store.meta["last_run"]
                 clips, wait = run["clips"], run["data_wait_s"]
@@ -197,6 +361,16 @@ def main(argv: list[str]) -> int:
                 "data_wait_share": None if wait is None else round(wait / seconds, 3),
                 "peak_rss_mib": round(_rss_mib(), 1),
             }
+            if not naive:
+                ceiling = model_only_rate(model, dev, precision, batch_clips)
+                results[name]["model_only_clips_per_s"] = round(ceiling, 2)
+                results[name]["share_of_model"] = round(rate / ceiling, 3)
+                if profile:
+                    bound = max(workers, 1) * profile["decode_only_clips_per_s"]
+                    results[name]["decode_bound_clips_per_s"] = round(bound, 2)
+                    results[name]["share_of_decode_bound"] = round(rate / bound, 3)
+                if args.compile:
+                    results[name]["compile_warmup_s"] = store.meta["last_run"]["compile_warmup_s"]
             if cuda:
                 results[name]["mfu"] = round(rate * flops / (peaks[precision] * 1e12), 4)
                 results[name]["peak_tflops"] = peaks[precision]
@@ -205,7 +379,7 @@ def main(argv: list[str]) -> int:
                 )
             print(f"  {name}: {clips} clips in {seconds:.1f}s", flush=True)
 
-    base = results["naive fp32"]["clips_per_s"]
+    base = results["naive fp32"]["clips_per_s"] if "naive fp32" in results else None
     report: dict[str, Any] = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev)
@@ -218,6 +392,11 @@ def main(argv: list[str]) -> int:
         "gflop_per_clip_fc6": round(flops / 1e9, 3),
         "gflop_per_clip_fc8": round(clip_flops(_meta_c3d(arch), upto="fc8") / 1e9, 3),
         "gifs": n,
+        "gif_size_hw": list(hw),
+        "gif_frames": list(frames),
+        "generate_s": round(gen_s, 2),
+        "compile": args.compile,
+        "worker_profile": profile,
         "batch_clips": batch_clips,
         "num_workers": workers,
         "cudnn_tf32": bool(tf32),
@@ -225,29 +404,47 @@ def main(argv: list[str]) -> int:
     }
     ratios = []
     for name in results:
-        if name.startswith("ours"):
+        if name.startswith("ours") and base:
             key = f"ratio_{name.replace(' ', '_')}_vs_naive"
             report[key] = round(results[name]["clips_per_s"] / base, 3)
             ratios.append(f"{name.split()[1]} ×{report[key]}")
-    if "ours fp32" in feats:
+    if "ours fp32" in feats and "naive fp32" in feats:
         a = feats["ours fp32"]
         report["max_abs_diff_ours_fp32_vs_naive"] = float(np.abs(a - feats["naive fp32"]).max())
         if "ours bf16" in feats:
             report["min_cosine_bf16_vs_fp32"] = float((a * feats["ours bf16"]).sum(1).min())
-    cols = ["clips_per_s", "gflop_per_s", "data_wait_share", "peak_rss_mib"]
+    cols = [
+        "clips_per_s",
+        "data_wait_share",
+        "model_only_clips_per_s",
+        "decode_bound_clips_per_s",
+        "share_of_decode_bound",
+        "peak_rss_mib",
+    ]
     cols += ["mfu", "cuda_peak_mib"] if cuda else []
-    print(f"C3D extraction on {report['device_name']} ({report['backbone']}, {n} GIFs, "
-          f"{results['naive fp32']['clips']} clips, batch {batch_clips}, {workers} workers)")  # fmt: skip
-    print(f"{'run':<12}" + "".join(f"{c:>17}" for c in cols))
+    clips_n = next(iter(results.values()))["clips"]
+    print(f"C3D extraction on {report['device_name']} ({report['backbone']}, {n} GIFs of "
+          f"{hw[1]}x{hw[0]}, {clips_n} clips, batch {batch_clips}, {workers} workers)")  # fmt: skip
+    heads = [c.replace("_clips_per_s", "").replace("_share", "").replace("share_of_", "% ")
+             for c in cols]  # fmt: skip
+    print(f"{'run':<12}" + "".join(f"{h:>14}" for h in heads))
     for name, r in results.items():
-        print(f"{name:<12}" + "".join(f"{'-' if r.get(c) is None else r[c]:>17}" for c in cols))
+        print(f"{name:<12}" + "".join(f"{'-' if r.get(c) is None else r[c]:>14}" for c in cols))
+    if profile:
+        st = profile["stage_ms_per_clip"]
+        print("one worker, ms per clip: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+        for dtype in ("float32", "uint8"):
+            lo = profile[f"loader_{dtype}"]
+            print(f"  loader {dtype:>7}: {lo['clips_per_s_per_worker']} clips/s per worker, "
+                  f"share {lo['share']}")  # fmt: skip
     checks = {k: v for k, v in report.items() if k.startswith(("max_abs", "min_cos"))}
-    print(
-        "ours/naive: "
-        + ", ".join(ratios)
-        + "; "
-        + ", ".join(f"{k} {v:.3g}" for k, v in checks.items())
-    )
+    if ratios:
+        print(
+            "ours/naive: "
+            + ", ".join(ratios)
+            + "; "
+            + ", ".join(f"{k} {v:.3g}" for k, v in checks.items())
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
