@@ -275,8 +275,9 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--size",
         choices=["small", "real"],
-        default="small",
-        help="small: 240x180, 20-44 frames; real: 480x270, 40-90 frames (quick: 64x48)",
+        default=None,
+        help="small (default): 240x180, 20-44 frames; real: 480x270, 40-90 frames; with "
+        "--quick the default is 64x48 (and the tiny model runs on whichever size is given)",
     )
     p.add_argument(
         "--gen-workers",
@@ -320,7 +321,7 @@ def main(argv: list[str]) -> int:
         )
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gifemo-bench-extract-") as tmp:
-        hw, frames = SIZES["quick" if args.quick else args.size]
+        hw, frames = SIZES[args.size or ("quick" if args.quick else "small")]
         t_gen = time.perf_counter()
         records = make_gifs(
             Path(tmp), n, n_unique=min(n, args.unique), hw=hw, frames=frames,
@@ -427,9 +428,9 @@ def main(argv: list[str]) -> int:
           f"{hw[1]}x{hw[0]}, {clips_n} clips, batch {batch_clips}, {workers} workers)")  # fmt: skip
     heads = [c.replace("_clips_per_s", "").replace("_share", "").replace("share_of_", "% ")
              for c in cols]  # fmt: skip
-    print(f"{'run':<12}" + "".join(f"{h:>14}" for h in heads))
+    print(f"{'run':<12}" + "".join(f"{h:>16}" for h in heads))
     for name, r in results.items():
-        print(f"{name:<12}" + "".join(f"{'-' if r.get(c) is None else r[c]:>14}" for c in cols))
+        print(f"{name:<12}" + "".join(f"{'-' if r.get(c) is None else r[c]:>16}" for c in cols))
     if profile:
         st = profile["stage_ms_per_clip"]
         print("one worker, ms per clip: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
