@@ -45,28 +45,43 @@ class _Rec:
         self.id, self.path = f"bench{i}", path
 
 
-def write_gifs(
-    folder: Path, n: int, *, frames: tuple[int, int], size: tuple[int, int], seed: int = 0
-) -> list[_Rec]:
-    """n animated GIFs of a moving square on a noisy background, ``size`` = (W, H)."""
+def _write_gif(job: tuple[Path, int, int, np.ndarray]) -> Path:
+    """One GIF: a moving square over the noisy background ``bg`` (H, W, 3), ``t_n`` frames."""
     from PIL import Image
 
+    path, i, t_n, bg = job
+    h, w = bg.shape[:2]
+    imgs = []
+    for t in range(t_n):
+        f = bg.copy()
+        x, y = (t * 3 + i) % max(1, w - 16), (t * 2) % max(1, h - 16)
+        f[y : y + 16, x : x + 16] = (255 * (i % 2), 80, 255 * (t % 2))
+        imgs.append(Image.fromarray(f))
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=60, loop=0)
+    return path
+
+
+def write_gifs(
+    folder: Path, n: int, *, frames: tuple[int, int], size: tuple[int, int], seed: int = 0,
+    workers: int = 1,
+) -> list[_Rec]:  # fmt: skip
+    """n animated GIFs of a moving square on a noisy background, ``size`` = (W, H), written by
+    ``workers`` processes (Pillow's quantiser takes about a second per GIF); the GIFs depend
+    on ``seed`` only."""
     rng = np.random.default_rng(seed)
     w, h = size
-    records = []
+    jobs = []
     for i in range(n):
         t_n = int(rng.integers(frames[0], frames[1] + 1))
-        bg = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        imgs = []
-        for t in range(t_n):
-            f = bg.copy()
-            x, y = (t * 3 + i) % max(1, w - 16), (t * 2) % max(1, h - 16)
-            f[y : y + 16, x : x + 16] = (255 * (i % 2), 80, 255 * (t % 2))
-            imgs.append(Image.fromarray(f))
-        path = folder / f"g{i}.gif"
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=60, loop=0)
-        records.append(_Rec(i, path))
-    return records
+        jobs.append((folder / f"g{i}.gif", i, t_n, rng.integers(0, 255, (h, w, 3), dtype=np.uint8)))
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            paths = pool.map(_write_gif, jobs)
+    else:
+        paths = [_write_gif(j) for j in jobs]
+    return [_Rec(i, path) for i, path in enumerate(paths)]
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -143,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=1, help="random clips per GIF per step")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--gifs", type=int, default=None, help="GIFs to generate")
+    p.add_argument(
+        "--gen-workers",
+        type=int,
+        default=None,
+        help="processes writing the GIFs (default: all cores)",
+    )
     p.add_argument("--out", default=".bench/finetune.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*RANDOM weights.*")
@@ -173,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gifemo-bench-") as tmp:
         t0 = time.perf_counter()
         records = write_gifs(
-            Path(tmp), n_gifs, frames=(16, 40), size=(200, 150) if not tiny else (64, 48)
+            Path(tmp),
+            n_gifs,
+            frames=(16, 40),
+            size=(200, 150) if not tiny else (64, 48),
+            workers=args.gen_workers or os.cpu_count() or 1,
         )
         gen_s = time.perf_counter() - t0
         labels = (np.random.default_rng(0).random((n_gifs, 17)) < 0.2).astype(np.float32)

@@ -15,7 +15,7 @@ is; otherwise the features are extracted (resuming any shards of the same finger
 
 Started by ``torchrun`` (or SLURM with the torchrun variables), every process joins the process
 group named by its environment (:func:`gifemo.features.distributed.init_from_env`) and extracts
-its share of the chunks; rank 0 assembles the store (docs/training.md).
+its share of the chunks; rank 0 assembles the store (docs/extraction.md).
 """
 
 from __future__ import annotations
