@@ -240,3 +240,32 @@ def test_compile_matches_eager_within_tolerance(tmp_path):
     run = compiled.meta["last_run"]
     assert run["compile_warmup_s"] > 0 and compiled.meta["execution"] == {"compile": True}
     assert compiled.meta["fingerprint"] != eager.meta["fingerprint"]
+
+
+# ---- the benches' new parts ----
+
+
+def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
+    from gifemo.bench import extract as bench_extract
+    from gifemo.bench import gpu
+
+    recs = bench_extract.make_gifs(tmp_path, 3, n_unique=2, hw=(36, 48), frames=(16, 24))
+    prof = bench_extract.worker_profile(recs, C3DTransform(), seconds=0.2)
+    st = prof["stage_ms_per_clip"]
+    assert all(v > 0 for v in st.values()) and prof["clips"] >= 2
+    for dtype in ("float32", "uint8"):
+        lo = prof[f"loader_{dtype}"]
+        assert lo["clips_per_s_per_worker"] > 0 and set(lo["share"]) >= {"decode", "ipc_and_rest"}
+    assert prof["decode_only_clips_per_s"] == pytest.approx(1e3 / st["decode"], rel=1e-3)
+    # the summary reads the benches' JSON as they write it
+    ex = {"gif_size_hw": [180, 240], "runs": {"ours bf16": {
+        "clips_per_s": 1600.0, "data_wait_share": 0.2, "mfu": 0.12,
+        "model_only_clips_per_s": 3000.0, "share_of_decode_bound": 0.9}}}  # fmt: skip
+    ft = {"settings": {"cache": {"clips_per_s": 1250.0, "data_wait_share": 0.05, "mfu": 0.3,
+                                 "model_clips_per_s": 1300.0}}}  # fmt: skip
+    rows = gpu.summary_rows({"extract": {"report": ex}, "finetune": {"report": ft}})
+    assert [r["what"] for r in rows] == ["extract (ours bf16, 240x180)", "finetune cache"]
+    assert rows[0]["ceiling"] == 3000.0 and rows[1]["ceiling"] == 1300.0
+    if not torch.cuda.is_available():  # without CUDA the full check refuses and says why
+        assert gpu.main(["--out", str(tmp_path / "g.json")]) == 2
+        assert "no CUDA device" in capsys.readouterr().out
