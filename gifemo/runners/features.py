@@ -215,7 +215,8 @@ def cross_validate(cfg: DictConfig, data: Any) -> Any:
             kwargs["max_iter"] = FAST_DEV_RUN_MAX_ITER
     estimator = instantiate(cfg.model.estimator, **kwargs)
     trace = None
-    if "trace_rho" in cfg.model:  # clustered MTL: the trace-norm model of §3.6 first, once
+    if "trace_rho" in cfg.model and (grid.get("k") == "auto" or cfg.figures):
+        # clustered MTL: the trace-norm model of §3.6 first, once (for k=auto and/or Fig. 6)
         trace = trace_reference(cfg, data, kwargs, folds)
         if grid.get("k") == "auto":
             from gifemo.models.estimators import choose_k, silhouette_by_k
