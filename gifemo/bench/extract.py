@@ -268,6 +268,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-clips", type=int, default=None, help="default: 8 CPU, 64 CUDA")
     p.add_argument("--num-workers", type=int, default=None, help="default: 1 CPU, 8 CUDA")
     p.add_argument(
+        "--chunk-gifs",
+        type=int,
+        default=None,
+        help="GIFs per shard (default 32 CPU, 512 CUDA: each chunk ends with a device "
+        "sync and a shard write)",
+    )
+    p.add_argument(
+        "--load-gifs", type=int, default=None, help="GIFs per loader batch (default 2 CPU, 4 CUDA)"
+    )
+    p.add_argument(
         "--peak-tflops",
         type=float,
         default=PEAK_BF16_TFLOPS,
@@ -314,6 +324,8 @@ def main(argv: list[str]) -> int:
     cuda = dev.type == "cuda"
     n = args.gifs or (3 if args.quick else 400 if cuda else 12)
     batch_clips = args.batch_clips or (64 if cuda else 8)
+    chunk_gifs = args.chunk_gifs or (512 if cuda else 32)
+    load_gifs = args.load_gifs or (4 if cuda else 2)
     workers = args.num_workers if args.num_workers is not None else (8 if cuda else 1)
     arch: dict[str, Any] = dict(TINY) if args.quick else {}
     with warnings.catch_warnings():
@@ -360,6 +372,7 @@ def main(argv: list[str]) -> int:
                 store = extract_features(
                     records, Path(tmp) / name.replace(" ", "_"), model=model,
                     transform=transform, batch_clips=batch_clips, num_workers=workers,
+                    chunk_gifs=chunk_gifs, load_gifs=load_gifs,
                     precision=precision, device=str(dev), progress=False, compile=args.compile,
                 )  # fmt: skip
                 feats[name], run = np.asarray(store.visual), store.meta["last_run"]
@@ -416,6 +429,8 @@ def main(argv: list[str]) -> int:
         "compile": args.compile,
         "worker_profile": profile,
         "batch_clips": batch_clips,
+        "chunk_gifs": chunk_gifs,
+        "load_gifs": load_gifs,
         "num_workers": workers,
         "cudnn_tf32": bool(tf32),
         "runs": results,
