@@ -129,27 +129,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32"
 
 
-def store_fingerprint(
-    records: Sequence[Any],
-    *,
-    dataset_name: str,
-    model: VideoBackbone,
-    transform: Any,
-    sampler: ClipSampler,
-    precision: str,
-    read_kwargs: dict[str, Any] | None,
-    max_clips: int | None,
-    unlisted: Sequence[dict[str, Any]] = (),
-    compile: bool = False,
-) -> str:
-    """The identity of the store these inputs make (see :func:`feature_fingerprint`)."""
-    return store_identity(
-        records, dataset_name=dataset_name, model=model, transform=transform, sampler=sampler,
-        precision=precision, read_kwargs=read_kwargs, max_clips=max_clips, unlisted=unlisted,
-        compile=compile,
-    )[0]  # fmt: skip
-
-
 def store_identity(
     records: Sequence[Any],
     *,

@@ -33,7 +33,7 @@ from gifemo.features.extract import (
     extract_features,
     resolve_device,
     resolve_precision,
-    store_fingerprint,
+    store_identity,
 )
 from gifemo.features.store import FeatureStore, complete_fingerprint
 
@@ -65,7 +65,7 @@ def extract(cfg: Any) -> FeatureStore:
     unlisted = list(getattr(dataset, "unlisted", ()))
     _, device = init_from_env(str(ex.device))  # a torchrun/SLURM process group, if any
     precision = resolve_precision(str(ex.precision), resolve_device(device))
-    fingerprint = store_fingerprint(
+    fingerprint, _ = store_identity(
         dataset.records, dataset_name=dataset.name, model=model, transform=transform,
         sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
         unlisted=unlisted, compile=bool(ex.compile),
