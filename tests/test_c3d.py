@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 import warnings
 
 import pytest
@@ -17,6 +15,7 @@ from gifemo.backbones.c3d import (
     clip_flops,
     file_sha256,
 )
+from tests.hostile_weights import HOW, write_malicious_weights
 
 TINY = {"channels": (4, 8, 8, 16, 16), "fc_dim": 32}
 FULL_SHAPES = {  # the c3d.pickle layout (Sports-1M, 487 classes)
@@ -186,23 +185,11 @@ def test_missing_extra_misshaped_keys_name_the_key(tmp_path):
         build_c3d(weights=str(tmp_path / "nope.pickle"), **TINY)
 
 
-class _Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.target}",))
-
-
-@pytest.mark.parametrize("how", ["torch.save", "plain pickle"])
+@pytest.mark.parametrize("how", HOW)
 def test_malicious_pickle_is_refused_without_running(tmp_path, how):
     target = tmp_path / "pwned"
-    state = c3d_pickle_state(**TINY) | {"fc8.bias": _Evil(target)}
     path = tmp_path / "c3d.pickle"
-    if how == "torch.save":
-        torch.save(state, path)
-    else:
-        path.write_bytes(pickle.dumps(state))
+    write_malicious_weights(path, c3d_pickle_state(**TINY), key="fc8.bias", target=target, how=how)
     with pytest.raises(WeightsError, match="refused to unpickle"):
         build_c3d(weights=str(path), **TINY)
     assert not target.exists()  # os.system never ran

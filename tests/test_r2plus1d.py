@@ -8,8 +8,6 @@ Where torchvision imports (a GPU machine), outputs are compared with torchvision
 
 from __future__ import annotations
 
-import os
-import pickle
 import warnings
 
 import pytest
@@ -18,6 +16,7 @@ from safetensors.torch import save_file
 
 from gifemo.backbones.r2plus1d import R2Plus1D18, build_r2plus1d_18, midplanes
 from gifemo.backbones.weights import WeightsError, file_sha256
+from tests.hostile_weights import HOW, write_malicious_weights
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 TINY = {"widths": (4, 8, 8, 16), "stem_mid": 3}
@@ -195,23 +194,11 @@ def test_wrong_files_name_the_key_and_load_nothing(tmp_path):
         build_r2plus1d_18(weights=str(path), **TINY)
 
 
-class _Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.target}",))
-
-
-@pytest.mark.parametrize("how", ["torch.save", "plain pickle"])
+@pytest.mark.parametrize("how", HOW)
 def test_malicious_pickle_with_torchvision_keys_is_refused_without_running(tmp_path, how):
     target = tmp_path / "pwned"
-    state = _trained_state(**TINY) | {"fc.bias": _Evil(target)}
     path = tmp_path / "r2plus1d_18.pth"
-    if how == "torch.save":
-        torch.save(state, path)
-    else:
-        path.write_bytes(pickle.dumps(state))
+    write_malicious_weights(path, _trained_state(**TINY), key="fc.bias", target=target, how=how)
     with pytest.raises(WeightsError, match="refused to unpickle"):
         build_r2plus1d_18(weights=str(path), **TINY)
     assert not target.exists()  # os.system never ran
