@@ -113,12 +113,10 @@ def test_unsorted_and_gp_roundtrip(tmp_path, fitted):
         np.testing.assert_allclose(scores, est.predict(a.X), rtol=1e-10, atol=1e-10)
 
 
-def test_cli_with_store(tmp_path, fitted):
-    ds, store, a, est = fitted
-    # a real on-disk store: the CLI opens it
+def _write_store(sp, store):
+    """``store`` as a finished store on disk (the legacy ids.txt layout, which stores still open)."""
     from gifemo.features.store import COMPLETE
 
-    sp = tmp_path / "disk_store"
     sp.mkdir()
     np.save(sp / "visual.npy", np.asarray(store.visual))
     (sp / "ids.txt").write_text("\n".join(store.ids) + "\n")
@@ -127,6 +125,13 @@ def test_cli_with_store(tmp_path, fitted):
     (sp / "failures.jsonl").write_text("")
     (sp / "meta.json").write_text(json.dumps(store.meta))
     (sp / COMPLETE).write_text(json.dumps({"fingerprint": "f", "n": len(store.ids), "dim": 8}))
+    return sp
+
+
+def test_cli_with_store(tmp_path, fitted):
+    ds, store, a, est = fitted
+    # a real on-disk store: the CLI opens it
+    sp = _write_store(tmp_path / "disk_store", store)
     root = tmp_path / "cands"
     (root / "gifs").mkdir(parents=True)
     lines = []
@@ -169,17 +174,7 @@ def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
     """--data may be a plain folder of GIFs (no metadata.jsonl), as the README says; --top all
     ranks every GIF for every emotion."""
     ds, store, a, est = fitted
-    from gifemo.features.store import COMPLETE
-
-    sp = tmp_path / "disk_store"
-    sp.mkdir()
-    np.save(sp / "visual.npy", np.asarray(store.visual))
-    (sp / "ids.txt").write_text("\n".join(store.ids) + "\n")
-    np.save(sp / "n_frames.npy", store.n_frames)
-    np.save(sp / "mean_delay_ms.npy", store.mean_delay_ms)
-    (sp / "failures.jsonl").write_text("")
-    (sp / "meta.json").write_text(json.dumps(store.meta))
-    (sp / COMPLETE).write_text(json.dumps({"fingerprint": "f", "n": len(store.ids), "dim": 8}))
+    sp = _write_store(tmp_path / "disk_store", store)
     folder = tmp_path / "plain"
     folder.mkdir()
     for r in ds.records:
