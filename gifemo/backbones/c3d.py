@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,8 +31,8 @@ from gifemo.backbones.base import VideoBackbone, class_path
 from gifemo.backbones.preprocessing import ClipTransform, Preprocessing
 from gifemo.backbones.weights import (
     WeightsError,
+    apply_weights,
     file_sha256,
-    load_checked,
     read_state_dict,
     weights_identity,
 )
@@ -305,23 +303,14 @@ def build_c3d(
             preprocessing=preprocessing,
             init_seed=init_seed,
         )
-    if weights is None:
-        message = (
-            "C3D has RANDOM weights (no weight file given; set backbone.weights=/path/to/c3d.pickle "
-            "or a .safetensors file): features are not Sports-1M features"
-        )
-        warnings.warn(message, stacklevel=2)
-        log.warning(message)
-        return model
-    state = read_state_dict(weights)
     hint = ""
     if tuple(model.channels) != (64, 128, 256, 512, 512):
         hint = " (Sports-1M weights need the full-width Caffe C3D: backbone=c3d)"
-    notes = load_checked(
-        model, state, source=str(weights), head="fc8", arch=f"C3D{model.channels}", hint=hint
-    )
-    for note in notes:
-        warnings.warn(f"{Path(weights).name}: {note}", stacklevel=2)
-        log.warning("%s: %s", Path(weights).name, note)
-    model.weights_id = weights_identity(weights)
+    apply_weights(
+        model, weights, head="fc8", arch=f"C3D{model.channels}", hint=hint, log=log,
+        random_message=(
+            "C3D has RANDOM weights (no weight file given; set backbone.weights=/path/to/c3d.pickle "
+            "or a .safetensors file): features are not Sports-1M features"
+        ),
+    )  # fmt: skip
     return model

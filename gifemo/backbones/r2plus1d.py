@@ -35,9 +35,7 @@ from a generator seeded with ``init_seed``, with a loud warning.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,7 +43,7 @@ from torch import Tensor, nn
 
 from gifemo.backbones.base import VideoBackbone, class_path
 from gifemo.backbones.preprocessing import Preprocessing
-from gifemo.backbones.weights import load_checked, read_state_dict, weights_identity
+from gifemo.backbones.weights import apply_weights, weights_identity
 
 log = logging.getLogger(__name__)
 
@@ -265,22 +263,15 @@ def build_r2plus1d_18(
             freeze_batchnorm=freeze_batchnorm,
             init_seed=init_seed,
         )
-    if weights is None:
-        message = (
-            "R(2+1)D-18 has RANDOM weights (no weight file given; set backbone.weights= a state "
-            "dict saved from torchvision's r2plus1d_18, .pth or .safetensors): features are not "
-            "Kinetics-400 features"
-        )
-        warnings.warn(message, stacklevel=2)
-        log.warning(message)
-        return model
-    state = read_state_dict(weights)
     hint = ""
     if model.widths != WIDTHS or model.stem_mid != STEM_MID:
         hint = " (torchvision's weights need the full-width network: backbone=r2plus1d_18)"
-    arch = f"R(2+1)D-18 widths {model.widths}"
-    for note in load_checked(model, state, source=str(weights), head="fc", arch=arch, hint=hint):
-        warnings.warn(f"{Path(weights).name}: {note}", stacklevel=2)
-        log.warning("%s: %s", Path(weights).name, note)
-    model.weights_id = weights_identity(weights)
+    apply_weights(
+        model, weights, head="fc", arch=f"R(2+1)D-18 widths {model.widths}", hint=hint, log=log,
+        random_message=(
+            "R(2+1)D-18 has RANDOM weights (no weight file given; set backbone.weights= a state "
+            "dict saved from torchvision's r2plus1d_18, .pth or .safetensors): features are not "
+            "Kinetics-400 features"
+        ),
+    )  # fmt: skip
     return model

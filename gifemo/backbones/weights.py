@@ -13,12 +13,16 @@ for a file, ``"random:<seed>"`` for the seeded random initialisation.
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from gifemo.backbones.base import VideoBackbone
 
 RANDOM_PREFIX = "random:"
 
@@ -169,3 +173,32 @@ def load_checked(
         for k in expected:
             own[k].copy_(given[k].to(own[k].dtype))
     return notes
+
+
+def apply_weights(
+    model: VideoBackbone,
+    weights: str | Path | None,
+    *,
+    head: str,
+    arch: str,
+    hint: str,
+    random_message: str,
+    log: logging.Logger,
+) -> None:
+    """Load a user's weight file into a freshly built backbone, or say loudly that it is random.
+
+    ``weights=None`` keeps the seeded initialisation and warns ``random_message`` (the model's
+    ``weights_id`` stays ``random:<seed>``). Otherwise the file is read without running code
+    (:func:`read_state_dict`), checked key by key (:func:`load_checked` with ``head``, ``arch``
+    and ``hint``), each note warned and logged, and ``model.weights_id`` set to the file's
+    identity. Warnings point at the builder's caller.
+    """
+    if weights is None:
+        warnings.warn(random_message, stacklevel=3)
+        log.warning(random_message)
+        return
+    state = read_state_dict(weights)
+    for note in load_checked(model, state, source=str(weights), head=head, arch=arch, hint=hint):
+        warnings.warn(f"{Path(weights).name}: {note}", stacklevel=3)
+        log.warning("%s: %s", Path(weights).name, note)
+    model.weights_id = weights_identity(weights)
