@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install train test test-full lint format bench clean
+.PHONY: install train test test-full lint format bench gpu-wheels clean
 
 install: $(STAMP)
 
@@ -33,6 +33,19 @@ format: install
 
 bench: install
 	$(BIN)/python -m gifemo.bench all $(ARGS)
+
+# Wheels the GPU check needs on a machine that has torch, Lightning, torchmetrics, Pillow and
+# tqdm but not PyAV or Hydra (docs/extraction.md, "The GPU check"): CPython 3.12, x86-64 Linux.
+GPU_PY ?= 3.12
+gpu-wheels: install
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) \
+	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl \
+	    $$(grep -E '^(av|hydra-core|omegaconf)==' requirements.txt)
+	$(BIN)/pip wheel -q --no-deps -w .whl \
+	    antlr4-python3-runtime==$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('antlr4-python3-runtime'))")
+	ls -l .whl
 
 clean:
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
