@@ -145,6 +145,199 @@ def loader_rate(loader: Any, batches: int, min_seconds: float = 5.0) -> float:
     return clips / (time.perf_counter() - start)
 
 
+class _SameBatch(torch.utils.data.Dataset):
+    """``n`` times the same (device-resident) batch: a loader that costs nothing."""
+
+    def __init__(self, batch: dict[str, Any], n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.batch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _StepTimer:
+    """Lightning callback: wall time from the start of step ``skip`` to the end of the last step
+    (synchronised there only, so the steps in between overlap as in a real run)."""
+
+    def __init__(self, skip: int, device: torch.device) -> None:
+        self.skip, self.device = skip, device
+        self.t0 = self.t1 = 0.0
+        self.first_step_s = 0.0
+        self.steps = 0
+
+    def callback(self) -> Any:
+        from lightning.pytorch.callbacks import Callback
+
+        timer = self
+
+        class StepTimer(Callback):
+            def on_train_batch_start(
+                self, trainer: Any, pl_module: Any, batch: Any, i: int
+            ) -> None:
+                if i == 0 or i == timer.skip:
+                    _sync(timer.device)
+                    timer.t0 = time.perf_counter()
+
+            def on_train_batch_end(
+                self, trainer: Any, pl_module: Any, out: Any, batch: Any, i: int
+            ) -> None:
+                if i == 0:
+                    _sync(timer.device)
+                    timer.first_step_s = time.perf_counter() - timer.t0
+                if i >= timer.skip:
+                    timer.steps += 1
+                if i == trainer.num_training_batches - 1:
+                    _sync(timer.device)
+                    timer.t1 = time.perf_counter()
+
+        return StepTimer()
+
+
+def step_bench(
+    *, device: torch.device, tiny: bool, gifs: int, clips_per_gif: int, steps: int, rounds: int,
+    warmup: int = 2, compile: bool = False, channels_last: bool | None = None, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """The module's training step inside a real Lightning Trainer against a bare step of the
+    same network, on the same device-resident uint8 batch (no loader), alternating rounds.
+
+    Bare step: ``preprocessing.normalize`` + ``backbone.features`` + ``F.dropout`` + head + BCE
+    (positive weights) + backward + SGD step (``zero_grad(set_to_none=True)``), bf16 autocast on
+    CUDA, channels_last_3d model and clips when ``channels_last`` (None: on CUDA only).
+    Module step: ``Trainer.fit`` of a :class:`FinetuneModule` (same init, SGD, feature dropout
+    0.5, no penalty) on a loader yielding that batch, bf16-mixed on CUDA, progress bar on and
+    ``log_every_n_steps=10`` as in ``conf/trainer/default.yaml``, no logger / checkpoints / val.
+    Each round times ``steps`` steps after ``warmup`` untimed ones (wall time between the start
+    of the first timed step and the end of the last, synchronised only there). Returns clips/s
+    per round, best and median of each side, and the ratios module / bare (best, median).
+    """
+    import lightning as L
+    import torch.nn.functional as F
+
+    from gifemo.backbones.c3d import build_c3d
+    from gifemo.finetune.module import FinetuneModule
+    from gifemo.models.heads import MultiTaskHead
+
+    gpu = device.type == "cuda"
+    cl = gpu if channels_last is None else bool(channels_last)
+    fmt = torch.channels_last_3d if cl else torch.contiguous_format
+    channels = (4, 8, 8, 16, 16) if tiny else (64, 128, 256, 512, 512)
+    fc_dim, t, p, lr = (32 if tiny else 4096), 17, 0.5, 1e-3
+
+    def parts() -> tuple[Any, Any]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bb = build_c3d(channels=channels, fc_dim=fc_dim, drop_fc8=True, init_seed=seed)
+        head = MultiTaskHead(fc_dim, t)
+        torch.nn.init.normal_(head.W, std=0.01, generator=torch.Generator().manual_seed(seed))
+        return bb, head
+
+    g = torch.Generator().manual_seed(seed)
+    n = gifs * clips_per_gif
+    tensors = {
+        "clips": torch.randint(0, 256, (n, 3, 16, 112, 112), generator=g, dtype=torch.uint8),
+        "gif_index": torch.arange(gifs).repeat_interleave(clips_per_gif),
+        "index": torch.arange(gifs),
+        "labels": (torch.rand(gifs, t, generator=g) < 0.2).float(),
+        "weight": torch.ones(gifs),
+    }
+    batch: dict[str, Any] = {k: v.to(device) for k, v in tensors.items()}
+    batch["clips"] = batch["clips"].contiguous(memory_format=fmt)
+    batch["failures"] = []
+
+    # (a) the bare step
+    bb, head = parts()
+    bb.drop_classifier()
+    bb, head = bb.to(device).train(), head.to(device).train()
+    if cl:
+        bb = bb.to(memory_format=fmt)
+    features = torch.compile(bb.features) if compile else bb.features
+    opt = torch.optim.SGD([*bb.parameters(), *head.parameters()], lr=lr)
+    pos_weight = torch.ones(t, device=device)
+    normalize = bb.preprocessing.normalize
+
+    def bare_step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
+            h = features(normalize(batch["clips"]))
+            z = head(F.dropout(h, p, training=True))
+            z = torch.zeros(gifs, t, device=device, dtype=z.dtype).index_add_(
+                0, batch["gif_index"], z
+            )
+            loss = F.binary_cross_entropy_with_logits(
+                z.float() / clips_per_gif, batch["labels"], pos_weight=pos_weight
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def bare_round() -> tuple[float, float]:
+        _sync(device)
+        t0 = time.perf_counter()
+        bare_step()
+        _sync(device)
+        first = time.perf_counter() - t0
+        for _ in range(warmup - 1):
+            bare_step()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            bare_step()
+        _sync(device)
+        return n * steps / (time.perf_counter() - t0), first
+
+    # (b) the module's step under Lightning
+    mbb, mhead = parts()
+    kw: dict[str, Any] = {}
+    if channels_last is not None:
+        kw["channels_last"] = channels_last
+    module = FinetuneModule(mbb, mhead, optimizer=functools.partial(torch.optim.SGD), lr=lr,
+                            head_lr=lr, feature_dropout=p, freeze_epochs=0, seed=seed, **kw)  # fmt: skip
+    if compile:
+        module.compile_features()
+    loader = torch.utils.data.DataLoader(
+        _SameBatch(batch, warmup + steps), batch_size=None, collate_fn=lambda b: b
+    )
+
+    def module_round() -> tuple[float, float]:
+        timer = _StepTimer(warmup, device)
+        trainer = L.Trainer(
+            accelerator="gpu" if gpu else "cpu", devices=1,
+            precision="bf16-mixed" if gpu else "32-true", max_epochs=1, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
+            num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
+            callbacks=[timer.callback()],
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(module, train_dataloaders=loader)
+        return n * timer.steps / (timer.t1 - timer.t0), timer.first_step_s
+
+    bare, mod, first = [], [], {"bare": 0.0, "module": 0.0}
+    for r in range(rounds):
+        b, fb = bare_round()
+        m, fm = module_round()
+        bare.append(b)
+        mod.append(m)
+        if r == 0:
+            first = {"bare": fb, "module": fm}
+    med_b, med_m = float(np.median(bare)), float(np.median(mod))
+    return {
+        "clips_per_step": n, "gifs_per_step": gifs, "steps_per_round": steps, "rounds": rounds,
+        "warmup_steps": warmup, "compile": compile, "channels_last_3d": cl,
+        "bare_clips_per_s": bare, "module_clips_per_s": mod,
+        "bare_best": max(bare), "module_best": max(mod), "bare_median": med_b,
+        "module_median": med_m, "ratio_best": max(mod) / max(bare), "ratio_median": med_m / med_b,
+        "first_step_s": first,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m gifemo.bench finetune", description=__doc__.split("\n\n")[0]
@@ -165,6 +358,22 @@ def main(argv: list[str] | None = None) -> int:
         help="processes writing the GIFs (default: all cores)",
     )
     p.add_argument("--out", default=".bench/finetune.json")
+    p.add_argument(
+        "--step", choices=["on", "off", "only"], default="on",
+        help="the step measurement (module under Lightning vs bare step): on, off, or only it",
+    )  # fmt: skip
+    p.add_argument(
+        "--step-rounds", type=int, default=None, help="alternating rounds (bare, module)"
+    )
+    p.add_argument("--step-steps", type=int, default=None, help="timed steps per round")
+    p.add_argument(
+        "--compile", action="store_true",
+        help="also time both steps with torch.compile'd backbone features (and report warm-up)",
+    )  # fmt: skip
+    p.add_argument(
+        "--channels-last", choices=["auto", "on", "off"], default="auto",
+        help="channels_last_3d for the step measurement (auto: the module's default, CUDA only)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*RANDOM weights.*")
 
@@ -190,6 +399,36 @@ def main(argv: list[str] | None = None) -> int:
     n_gifs = args.gifs or max(8, batch * 4 if gpu else batch * (steps + 1))
     if gpu:
         torch.backends.cudnn.benchmark = True
+
+    step: dict[str, Any] = {}
+    if args.step != "off":
+        cl = {"auto": None, "on": True, "off": False}[args.channels_last]
+        kw = dict(
+            device=device, tiny=tiny, gifs=batch, clips_per_gif=args.clips, channels_last=cl,
+            steps=args.step_steps or (20 if tiny or gpu else 2),
+            rounds=args.step_rounds or (5 if tiny else 3 if gpu else 2),
+            warmup=2 if tiny or gpu else 1,
+        )  # fmt: skip
+        step["eager"] = step_bench(**kw)  # type: ignore[arg-type]
+        if args.compile:
+            step["compiled"] = step_bench(compile=True, **kw)  # type: ignore[arg-type]
+        print(f"training step on the same device-resident batch ({batch} GIFs × {args.clips} "
+              f"clip), module under Lightning vs bare, rounds alternating:")  # fmt: skip
+        print(f"{'':<10} {'bare clips/s':>13} {'module clips/s':>15} {'module/bare':>12}"
+              f" {'first step bare':>16} {'module':>8}   (best of rounds; median)")  # fmt: skip
+        for name, r in step.items():
+            print(f"{name:<10} {r['bare_best']:>13.1f} {r['module_best']:>15.1f} "
+                  f"{r['ratio_best']:>12.3f} {r['first_step_s']['bare']:>15.2f}s "
+                  f"{r['first_step_s']['module']:>7.2f}s   ({r['bare_median']:.1f}; "
+                  f"{r['module_median']:.1f}; {r['ratio_median']:.3f})")  # fmt: skip
+    if args.step == "only":
+        report_only = {"device": torch.cuda.get_device_name(device) if gpu else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
+                       "model": "tiny C3D" if tiny else "C3D (full)", "precision": "bf16-mixed" if gpu else "fp32",
+                       "step": step}  # fmt: skip
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report_only, indent=1))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="gifemo-bench-") as tmp:
         t0 = time.perf_counter()
@@ -273,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cache / no cache throughput: {ratio:.2f}x; peak RSS {report['peak_rss_gb']:.2f} GB"
           + (f"; peak GPU memory {results['cache']['peak_gpu_mem_gb']:.1f} GB" if gpu else ""))  # fmt: skip
     report["cache_speedup"] = ratio
+    report["step"] = step
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

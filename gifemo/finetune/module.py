@@ -50,6 +50,8 @@ resumed from a checkpoint draws the same clips and dropout masks as an uninterru
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -67,6 +69,8 @@ from gifemo.eval.multilabel import (
     summarise,
 )
 
+log = logging.getLogger(__name__)
+
 
 def positive_weights(labels: np.ndarray, *, max_weight: float = 100.0) -> Tensor:
     """pos_weight_e = #negatives_e / #positives_e on the training labels (n, t), clipped to [1/max, max].
@@ -83,18 +87,54 @@ def positive_weights(labels: np.ndarray, *, max_weight: float = 100.0) -> Tensor
 def mean_by_gif(values: Tensor, gif_index: Tensor, n_gifs: int) -> tuple[Tensor, Tensor]:
     """Per-GIF mean of clip rows: values (N, k), gif_index (N,) in [0, n_gifs) → (n_gifs, k), counts (n_gifs,).
 
-    GIFs with no clip (decode failures) get a zero row and count 0.
+    GIFs with no clip (decode failures) get a zero row and count 0. Counts are an ``index_add_``
+    of ones (``bincount`` would read its maximum back to the host: a device sync on a GPU).
     """
     if values.shape[0] != gif_index.shape[0]:
         raise ValueError(
             f"values {tuple(values.shape)} and gif_index {tuple(gif_index.shape)} differ in N"
         )
     sums = values.new_zeros(n_gifs, values.shape[1]).index_add_(0, gif_index, values)
-    counts = torch.bincount(gif_index, minlength=n_gifs)
+    counts = gif_index.new_zeros(n_gifs).index_add_(0, gif_index, torch.ones_like(gif_index))
     return sums / counts.clamp(min=1).unsqueeze(1).to(values.dtype), counts
 
 
 _DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout stream apart from the clip draws
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """(x · c) mod 2³² for int64 x in [0, 2³²) and a 32-bit constant c, without int64 overflow:
+    c is split in 16-bit halves, so every product stays below 2⁴⁸ (same bits on every device)."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
+
+
+def mix32(x: Tensor) -> Tensor:
+    """murmur3's 32-bit finaliser (fmix32) on int64 tensors holding values in [0, 2³²)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def _absorb(h: Tensor, v: Tensor | int) -> Tensor:
+    """Chain a non-negative integer (< 2⁶³; low and high 32-bit words) into the hash h."""
+    h = mix32(h ^ (v & _M32))
+    return mix32(h ^ ((v >> 32) & _M32))
+
+
+def clip_in_gif(gif_index: Tensor, n_gifs: int) -> Tensor:
+    """j (N,): how many earlier rows share row n's GIF (0 for a GIF's first clip), on the device.
+
+    A stable sort by GIF, each row's position minus its GIF's first position, scattered back."""
+    n = gif_index.shape[0]
+    order = torch.argsort(gif_index, stable=True)
+    counts = gif_index.new_zeros(n_gifs).index_add_(0, gif_index, torch.ones_like(gif_index))
+    start = torch.cumsum(counts, 0) - counts  # first sorted position of each GIF
+    pos = torch.arange(n, device=gif_index.device)
+    return torch.empty_like(gif_index).index_copy_(0, order, pos - start[gif_index[order]])
 
 
 def dropout_keep_mask(
@@ -102,21 +142,25 @@ def dropout_keep_mask(
 ) -> Tensor:
     """Keep mask (N, d) bool of the feature dropout, one row per clip, keyed by GIF and clip only.
 
-    Row n is clip j of GIF ``index[gif_index[n]]`` (j counts that GIF's rows in order) and is
-    drawn as ``rand(d) >= p`` from a CPU generator seeded by SeedSequence([seed, epoch, index, j,
-    tag]); it does not depend on the rank, the batch, or the GIF's position in it.
-    index (B,) dataset indices, gif_index (N,) in [0, B).
+    Row n is clip j of GIF ``index[gif_index[n]]`` (j counts that GIF's rows in order). Entry
+    (n, c) is kept iff u ≥ ⌊p·2³²⌋ with u a counter-based hash: murmur3's fmix32 chained over
+    (tag, seed, epoch, index, j) for the row, xor-ed with the column's fmix32(c ⊕ tag) and mixed
+    once more — integer arithmetic on ``index``'s device (the same bits on a CPU and a GPU), no
+    host sync, no Python loop. The mask does not depend on the rank, the batch, or the GIF's
+    position in it. index (B,) int dataset indices, gif_index (N,) in [0, B).
     """
-    idx, gi = index.cpu().tolist(), gif_index.cpu().tolist()
-    seen: dict[int, int] = {}
-    rows = []
-    for b in gi:
-        j = seen.get(b, 0)
-        seen[b] = j + 1
-        key = np.random.SeedSequence([int(seed), int(epoch), int(idx[b]), j, _DROPOUT_TAG])
-        gen = torch.Generator().manual_seed(int(key.generate_state(1)[0]))
-        rows.append(torch.rand(d, generator=gen) >= p)
-    return torch.stack(rows) if rows else torch.zeros(0, d, dtype=torch.bool)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout p must be in [0, 1), got {p}")
+    dev = index.device
+    index, gif_index = index.long(), gif_index.long().to(dev)
+    j = clip_in_gif(gif_index, index.shape[0])
+    h = torch.full_like(gif_index, _DROPOUT_TAG)
+    for v in (int(seed) & (2**63 - 1), int(epoch)):
+        h = _absorb(h, v)
+    h = _absorb(_absorb(h, index[gif_index]), j)  # (N,)
+    col = mix32(torch.arange(d, device=dev, dtype=torch.long) ^ _DROPOUT_TAG)  # (d,)
+    u = mix32(h[:, None] ^ col[None, :])  # (N, d) in [0, 2³²)
+    return u >= int(p * 2**32)
 
 
 def gather_predictions(
@@ -157,7 +201,11 @@ class FinetuneModule(L.LightningModule):
         freeze_epochs: epochs during which the backbone gets no gradient.
         feature_dropout: dropout on the features while training (C3D's own fc6 dropout rate is 0.5).
         eval_chunk: clips per backbone call at evaluation (bounds memory for long GIFs).
-        seed: seeds the dropout generator.
+        seed: keys the dropout masks.
+        channels_last: channels_last_3d memory format for the backbone's weights and the input
+            clips; None (default) = on CUDA only (see docs/finetune.md "Speed"). Applied in
+            ``setup`` (before the strategy moves and wraps the model) from the trainer's device.
+        compile: ``torch.compile`` the backbone's ``features`` (:meth:`compile_features`).
     """
 
     pos_weight: Tensor
@@ -180,6 +228,8 @@ class FinetuneModule(L.LightningModule):
         feature_dropout: float = 0.5,
         eval_chunk: int = 64,
         seed: int = 0,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "head", "penalty", "optimizer", "scheduler"])
@@ -194,6 +244,17 @@ class FinetuneModule(L.LightningModule):
         self.lr, self.head_lr = lr, head_lr if head_lr is not None else lr
         self.freeze_epochs, self.feature_dropout = int(freeze_epochs), float(feature_dropout)
         self.eval_chunk, self.seed = int(eval_chunk), int(seed)
+        self.channels_last = channels_last
+        self._memory_format = torch.contiguous_format
+        self._features: Callable[[Tensor], Tensor] = backbone.features
+        self.compiled = False
+        if compile:
+            self.compile_features()
+        self._step_clock: dict[str, float] = {}
+        self._norm_key: str | None = None
+        self._norm: tuple[Tensor, Tensor] = (torch.zeros(3), torch.ones(3))
+        self.first_step_s: float | None = None  # wall time of this process's first step
+        self.step_s: float | None = None  # mean wall time of the next TIMED_STEPS steps
         pw = (
             torch.ones(t)
             if pos_weight is None
@@ -208,6 +269,70 @@ class FinetuneModule(L.LightningModule):
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.history: list[dict[str, float]] = []  # per epoch: train loss (all ranks), val mAP
         self._epoch_loss: Tensor | None = None  # [Σ per-GIF loss, Σ GIFs] over all ranks
+
+    # -- execution: memory format, compile, step timing ------------------------------------
+    TIMED_STEPS = 10  # steps after the first one whose mean time is ``step_s``
+
+    def compile_features(self, **kwargs: Any) -> None:
+        """Run the backbone's ``features`` through ``torch.compile(**kwargs)`` from now on.
+
+        Its first call compiles (the warm-up: ``first_step_s`` − ``step_s`` of training); a new
+        input shape or grad mode (the frozen epochs) compiles again once."""
+        self._features = torch.compile(self.backbone.features, **kwargs)
+        self.compiled = True
+
+    def use_channels_last(self, device: torch.device | str) -> bool:
+        """Whether channels_last_3d is used on ``device`` (``channels_last``; None: CUDA only)."""
+        if self.channels_last is not None:
+            return bool(self.channels_last)
+        return torch.device(device).type == "cuda"
+
+    def set_memory_format(self, device: torch.device | str) -> None:
+        """Backbone weights (and from now on the input clips) in channels_last_3d if
+        :meth:`use_channels_last` says so for ``device``, else contiguous."""
+        fmt = torch.channels_last_3d if self.use_channels_last(device) else torch.contiguous_format
+        if fmt != self._memory_format:
+            self.backbone.to(memory_format=fmt)
+            self._memory_format = fmt
+
+    def setup(self, stage: str) -> None:
+        self.set_memory_format(self.trainer.strategy.root_device)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._step_clock.get("state") is None:  # this process's first step
+            self._step_clock = {"state": 0.0, "start": time.perf_counter()}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Times the first step (compile warm-up, cudnn autotuning) and the mean of the next
+        ``TIMED_STEPS`` (dropped if an epoch ends among them): two device syncs in a run."""
+        clock = self._step_clock
+        if clock.get("state", -1.0) < 0:  # done (or not started)
+            return
+        clock["state"] += 1
+        if clock["state"] == 1:
+            self._sync()
+            now = time.perf_counter()
+            self.first_step_s, clock["t1"] = now - clock["start"], now
+            self._history_row()["first_step_s"] = self.first_step_s
+            log.info("first training step: %.2f s%s", self.first_step_s,
+                     " (includes torch.compile)" if self.compiled else "")  # fmt: skip
+        elif clock["state"] == 1 + self.TIMED_STEPS:
+            self._sync()
+            self.step_s = (time.perf_counter() - clock["t1"]) / self.TIMED_STEPS
+            self._history_row()["step_s"] = self.step_s
+            log.info(
+                "training step: %.4f s (mean of steps 2–%d)", self.step_s, 1 + self.TIMED_STEPS
+            )
+            clock["state"] = -1.0
+
+    def _stop_step_clock(self) -> None:
+        """Validation or an epoch end in the timed window: no ``step_s`` (it would include them)."""
+        if self._step_clock.get("state", -1.0) >= 0:
+            self._step_clock["state"] = -1.0
 
     # -- forward -----------------------------------------------------------------------------
     @property
@@ -225,7 +350,7 @@ class FinetuneModule(L.LightningModule):
         keep = dropout_keep_mask(
             self.seed, self.current_epoch, batch["index"], batch["gif_index"], h.shape[1], p
         )
-        return h * keep.to(h.device) / (1.0 - p)
+        return h * keep.to(h.dtype) * (1.0 / (1.0 - p))  # keep is already on h's device
 
     def clip_logits(self, clips: Tensor, batch: dict[str, Any] | None = None) -> Tensor:
         """(N, 3, 16, 112, 112) → (N, t) logits (``batch`` keys the dropout masks when training).
@@ -233,13 +358,40 @@ class FinetuneModule(L.LightningModule):
         uint8 clips (a transform with ``output="uint8"``) are normalised here, on the model's
         device, by ``backbone.preprocessing.normalize``; float clips are used as given.
         """
-        clips = self.backbone.preprocessing.normalize(clips)
+        clips = self._normalize(clips.contiguous(memory_format=self._memory_format))
         if self.backbone_frozen:
             with torch.no_grad():
-                h = self.backbone.features(clips)  # (N, d)
+                h = self._features(clips)  # (N, d)
         else:
-            h = self.backbone.features(clips)  # (N, d)
+            h = self._features(clips)  # (N, d)
         return self.head(self._dropout(h, batch))  # (N, t)
+
+    def _normalize(self, clips: Tensor) -> Tensor:
+        """``backbone.preprocessing.normalize`` with its constants kept on the clips' device.
+
+        The same float32 operations in the same order (bit-identical), but the per-channel mean
+        and std are made once per device instead of ``torch.tensor(..., device=...)`` per call:
+        a host→device copy from pageable memory, which synchronises the stream on CUDA."""
+        pre = self.backbone.preprocessing
+        if clips.dtype != torch.uint8 or getattr(pre, "_cube", None) is not None:
+            return pre.normalize(clips)  # float clips pass; a mean cube refuses uint8 there
+        key = str(clips.device)
+        if self._norm_key != key:
+            self._norm = (
+                torch.tensor(pre.mean, dtype=torch.float32, device=clips.device).reshape(
+                    3, 1, 1, 1
+                ),
+                torch.tensor(pre.std, dtype=torch.float32, device=clips.device).reshape(3, 1, 1, 1),
+            )
+            self._norm_key = key
+        mean, std = self._norm
+        x = clips.to(torch.float32)
+        if pre.divisor != 1.0:
+            x = x / pre.divisor
+        x = x - mean
+        if tuple(pre.std) != (1.0, 1.0, 1.0):
+            x = x / std
+        return x
 
     def gif_logits(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Per-GIF mean logits (B, t) and clip counts (B,) from a ``collate_clips`` batch."""
@@ -290,7 +442,9 @@ class FinetuneModule(L.LightningModule):
         """Rank loss L_r of the module notes (its rank average is the global-batch loss)."""
         self.failures.extend(batch.get("failures", []))
         logits, counts = self.gif_logits(batch)
-        weight = batch.get("weight", torch.ones(len(counts))).to(logits) * (counts > 0)  # (B,)
+        weight = (counts > 0).to(logits.dtype)  # (B,): 0 for a GIF without clips
+        if batch.get("weight") is not None:
+            weight = weight * batch["weight"].to(logits)
         labels = batch["labels"].to(logits)
         bce = (weight * self.bce_sums(logits, labels)).sum()
         t, world = logits.shape[1], self._world_size()
@@ -300,8 +454,10 @@ class FinetuneModule(L.LightningModule):
         loss = world * bce / (n * t) + reg
         sums = torch.stack([total[1] / t + reg.detach() * total[0], total[0]])  # no host sync
         self._epoch_loss = sums if self._epoch_loss is None else self._epoch_loss + sums
+        # not in the progress bar: Lightning turns progress-bar values into Python floats after
+        # every step (a device sync); logged values reach the logger every log_every_n_steps
         self.log("train/loss", total[1] / (n * t) + reg.detach(), on_step=True, on_epoch=True,
-                 prog_bar=True, batch_size=len(counts))  # fmt: skip
+                 prog_bar=False, batch_size=len(counts))  # fmt: skip
         return loss
 
     # -- evaluation --------------------------------------------------------------------------
@@ -372,7 +528,11 @@ class FinetuneModule(L.LightningModule):
         self._epoch_loss = None
         self._history_row()
 
+    def on_validation_start(self) -> None:
+        self._stop_step_clock()
+
     def on_train_epoch_end(self) -> None:
+        self._stop_step_clock()
         if self._epoch_loss is None:  # no training step ran in this (resumed) epoch
             return
         total, count = self._epoch_loss.tolist()  # over all ranks' GIFs: the same on every rank

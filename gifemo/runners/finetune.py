@@ -10,6 +10,10 @@ the best val mAP and EarlyStopping) → ``fit`` (resuming from ``cfg.ckpt_path``
 the best checkpoint, whose per-emotion thresholds were chosen on validation data (max F1).
 Writes ``metrics.json`` / ``run.json`` (:mod:`gifemo.runners.results`), ``finetune_metrics.json``,
 ``finetune_history.json`` and ``decode_failures.json`` to ``cfg.paths.output_dir``.
+``model.compile`` runs the backbone's ``features`` through ``torch.compile``; the first training
+step's wall time (its warm-up) is ``first_step_s`` in the first row of ``finetune_history.json``
+(the row of the epoch it ran in), beside ``step_s`` (the mean of the next 10 steps), and is
+logged; timings stay out of the metrics, which are reproducible run to run.
 """
 
 from __future__ import annotations
@@ -61,7 +65,18 @@ def build_module(cfg: DictConfig, train_labels: np.ndarray) -> FinetuneModule:
         feature_dropout=float(m.feature_dropout),
         eval_chunk=int(m.eval_chunk),
         seed=int(cfg.seed),
+        channels_last=_channels_last(m.channels_last),
+        compile=bool(m.compile),
     )
+
+
+def _channels_last(value: Any) -> bool | None:
+    """model.channels_last: auto (CUDA only) | true | false."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"model.channels_last must be auto, true or false, got {value!r}")
 
 
 def build_datamodule(
