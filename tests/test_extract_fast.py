@@ -253,10 +253,19 @@ def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
     prof = bench_extract.worker_profile(recs, C3DTransform(), seconds=0.2)
     st = prof["stage_ms_per_clip"]
     assert all(v > 0 for v in st.values()) and prof["clips"] >= 2
-    for dtype in ("float32", "uint8"):
-        lo = prof[f"loader_{dtype}"]
+    for path in ("before", "worker", "device"):
+        lo = prof[f"loader_{path}"]
         assert lo["clips_per_s_per_worker"] > 0 and set(lo["share"]) >= {"decode", "ipc_and_rest"}
+        assert lo["share_of_decode_bound"] == pytest.approx(
+            lo["clips_per_s_per_worker"] / prof["decode_only_clips_per_s"], rel=1e-2
+        )
+    assert "resize" not in prof["loader_device"]["share"]  # the device path's worker only decodes
+    # the device path sends used frames (48x36, 4 bytes a pixel), the others 112x112x3x16 clips
+    assert prof["loader_worker"]["bytes_per_clip"] == 16 * 112 * 112 * 3
     assert prof["decode_only_clips_per_s"] == pytest.approx(1e3 / st["decode"], rel=1e-3)
+    assert prof["decode_only_clips_per_s_before"] == pytest.approx(
+        1e3 / st["decode_before"], rel=1e-3
+    )
     # the summary reads the benches' JSON as they write it
     ex = {"gif_size_hw": [180, 240], "runs": {"ours bf16": {
         "clips_per_s": 1600.0, "data_wait_share": 0.2, "mfu": 0.12,

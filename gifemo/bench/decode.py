@@ -8,6 +8,13 @@ array (the run checks the arrays are identical):
 - ours: :func:`gifemo.data.gif.read_gif` (header checks, block walk, FFmpeg decode, compositing);
 - peer: Pillow, ``np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])``.
 
+Our variants, timed in the same alternation and checked byte for byte against ours:
+``swscale`` (``read_gif(converter="swscale")``: BGRA → RGB by swscale, the path before the
+direct copy), ``bgr0`` (``pixel_format="bgr0"``: FFmpeg's own layout, no conversion; channels
+2, 1, 0 compared) and ``threads`` (ours with the decoder's ``thread_type="AUTO"`` and two
+threads). The JSON records whether FFmpeg's gif decoder has frame or slice threads at all
+(``gif_decoder_threads``): it has neither, so ``threads`` measures only noise.
+
 Speed: frames per second = T / the best (minimum) wall time of ``repeats`` decodes, the two
 decoders alternating, in this process (the minimum is the least disturbed by other load on a
 shared machine, as ``timeit`` recommends; the JSON also has the medians). Memory: peak resident set size (RSS) increase while decoding
@@ -33,8 +40,10 @@ from pathlib import Path
 import av
 import numpy as np
 import PIL
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageSequence
 
+from gifemo.data import gif as gifmod
 from gifemo.data.gif import read_gif
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,12 +78,48 @@ def pillow_decode(path: str | Path) -> np.ndarray:
         return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
 
 
+def threaded_decode(path: str | Path) -> np.ndarray:
+    """Ours (direct RGB) with FFmpeg's decoder threads asked for: ``thread_type="AUTO"``,
+    two threads (a decoder without frame/slice threads ignores them)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = 2
+        stream.codec_context.options = {"trans_color": str(0xFFFFFF)}
+        out = []
+        for frame in c.decode(stream):
+            rgb = np.empty((frame.height, frame.width, 3), np.uint8)
+            gifmod._to_rgb(frame, rgb, None, VideoReformatter(), "direct")
+            out.append(rgb)
+    return np.stack(out)
+
+
+DECODERS = ("ours", "swscale", "bgr0", "threads", "pillow")
+
+
 def decode_with(which: str, path: str | Path) -> np.ndarray:
+    """(T, H, W, 3) RGB frames of one decoder (``bgr0``: its channels 2, 1, 0, a view)."""
     if which == "ours":
         return read_gif(path).frames
+    if which == "swscale":
+        return read_gif(path, converter="swscale").frames
+    if which == "bgr0":
+        return read_gif(path, pixel_format="bgr0").frames[..., 2::-1]
+    if which == "threads":
+        return threaded_decode(path)
     if which == "pillow":
         return pillow_decode(path)
     raise ValueError(f"unknown decoder {which!r}")
+
+
+def gif_decoder_threads() -> dict[str, bool]:
+    """Which threading FFmpeg's gif decoder supports (its AV_CODEC_CAP_* flags)."""
+    caps = av.codec.Codec("gif", "r").capabilities
+    flags = av.codec.codec.Capabilities
+    return {
+        "frame_threads": bool(caps & flags.frame_threads),
+        "slice_threads": bool(caps & flags.slice_threads),
+    }
 
 
 def make_gif(path: Path, width: int, height: int, n_frames: int, seed: int = 0) -> Path:
@@ -113,9 +158,9 @@ def peak_rss_kib(which: str, path: Path) -> tuple[str, int, int]:
 
 def time_decoders(path: Path, repeats: int) -> dict[str, list[float]]:
     """Seconds per decode of each decoder, ``repeats`` times, alternating them."""
-    times: dict[str, list[float]] = {"ours": [], "pillow": []}
-    for _ in range(repeats):
-        for which in times:
+    times: dict[str, list[float]] = {which: [] for which in DECODERS}
+    for r in range(repeats):
+        for which in DECODERS[r % len(DECODERS) :] + DECODERS[: r % len(DECODERS)]:
             t0 = time.perf_counter()
             decode_with(which, path)
             times[which].append(time.perf_counter() - t0)
@@ -129,6 +174,7 @@ def run(*, quick: bool, repeats: int) -> dict:
         for i, (w, h, t) in enumerate(cases):
             path = make_gif(Path(tmp) / f"{w}x{h}x{t}.gif", w, h, t, seed=i)
             ours, peer = decode_with("ours", path), decode_with("pillow", path)
+            variants = {w: decode_with(w, path) for w in ("swscale", "bgr0", "threads")}
             times = time_decoders(path, repeats)
             secs = {k: min(v) for k, v in times.items()}
             method, ours_kib, nbytes = peak_rss_kib("ours", path)
@@ -143,7 +189,14 @@ def run(*, quick: bool, repeats: int) -> dict:
                     "identical_output": bool(
                         ours.shape == peer.shape and np.array_equal(ours, peer)
                     ),
+                    "identical_variants": {
+                        w: bool(v.shape == ours.shape and np.array_equal(v, ours))
+                        for w, v in variants.items()
+                    },
                     "ours_fps": t / secs["ours"],
+                    **{f"{w}_fps": t / secs[w] for w in ("swscale", "bgr0", "threads")},
+                    "ours_vs_swscale": secs["swscale"] / secs["ours"],
+                    "bgr0_vs_swscale": secs["swscale"] / secs["bgr0"],
                     "pillow_fps": t / secs["pillow"],
                     "speed_ratio": secs["pillow"] / secs["ours"],
                     "ours_median_s": statistics.median(times["ours"]),
@@ -161,6 +214,9 @@ def run(*, quick: bool, repeats: int) -> dict:
         "quick": quick,
         "repeats": repeats,
         "ours": "gifemo.data.gif.read_gif (PyAV)",
+        "variants": "swscale: read_gif(converter='swscale'), the previous RGB conversion; "
+        "bgr0: read_gif(pixel_format='bgr0'); threads: thread_type AUTO, 2 threads",
+        "gif_decoder_threads": gif_decoder_threads(),
         "peer": "Pillow ImageSequence -> convert('RGB') -> np.stack",
         "speed": "frames/s = frames / best seconds per decode; speed_ratio = ours fps / Pillow fps",
         "memory": "peak RSS increase during one decode, fresh process each; memory_ratio = ours / Pillow",
@@ -179,15 +235,18 @@ def _ratio(x: float | None) -> str:
 
 
 def print_table(report: dict) -> None:
-    head = f"{'GIF (WxHxT)':>14} {'ours f/s':>9} {'Pillow f/s':>10} {'speed x':>8} {'ours MiB':>9} {'Pillow MiB':>10} {'mem x':>6} {'out MiB':>8} {'same':>5}"
+    head = f"{'GIF (WxHxT)':>14} {'ours f/s':>9} {'swscale':>8} {'bgr0':>7} {'threads':>8} {'Pillow f/s':>10} {'speed x':>8} {'ours MiB':>9} {'Pillow MiB':>10} {'mem x':>6} {'out MiB':>8} {'same':>5}"
     print(head)
     print("-" * len(head))
     for c in report["cases"]:
+        same = c["identical_output"] and all(c["identical_variants"].values())
         print(
-            f"{c['gif']:>14} {c['ours_fps']:9.0f} {c['pillow_fps']:10.0f} {c['speed_ratio']:8.2f} "
+            f"{c['gif']:>14} {c['ours_fps']:9.0f} {c['swscale_fps']:8.0f} {c['bgr0_fps']:7.0f} "
+            f"{c['threads_fps']:8.0f} {c['pillow_fps']:10.0f} {c['speed_ratio']:8.2f} "
             f"{c['ours_peak_rss_mib']:9.1f} {c['pillow_peak_rss_mib']:10.1f} {_ratio(c['memory_ratio']):>6} "
-            f"{c['output_mib']:8.1f} {c['identical_output']!s:>5}"
+            f"{c['output_mib']:8.1f} {same!s:>5}"
         )
+    print(f"gif decoder threads: {report['gif_decoder_threads']} (threads = ours asking for 2)")
     print(f"speed x = ours / Pillow frames per second (best of {report['repeats']}); "
           f"mem x = ours / Pillow peak RSS increase ({report['cases'][0]['memory_method']})")  # fmt: skip
 
@@ -209,4 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
-    return 0 if all(c["identical_output"] for c in report["cases"]) else 1
+    ok = all(
+        c["identical_output"] and all(c["identical_variants"].values()) for c in report["cases"]
+    )
+    return 0 if ok else 1

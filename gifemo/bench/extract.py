@@ -27,15 +27,21 @@ Two ceilings, measured in the same run:
 - the model's: ``model.features`` alone on random clips already on the device (batch
   ``--batch-clips``, each precision, channels_last_3d), clips/s;
 - the decode bound: workers × decode-only clips/s of one worker (clips of the bench's GIFs /
-  seconds of ``read_gif`` alone, in this process). ``share of decode bound`` = end-to-end clips/s
-  / that bound.
+  seconds of ``read_gif(pixel_format="bgr0")`` alone — what workers decode — in this process).
+  ``share_of_decode_bound`` = end-to-end clips/s / that bound; ``..._before`` the same against
+  the previous decode (RGB through swscale), measured in the same run.
 
-Worker profile (:func:`worker_profile`): where one loader worker's time goes per clip —
-decode (``read_gif``), resize (``resize_frames`` of the frames the clips use), cut (crop,
-channel order, and for float32 the normalisation) — measured stage by stage in this process,
-and the loader alone (one worker, no model) for both wire formats, float32 (the old path) and
-uint8 (now the default): the difference between the loader's seconds per clip and the stages'
-sum is the inter-process cost (pickling, shared memory, the main process's collation).
+Worker profile (:func:`worker_profile`): where one loader worker's time goes per clip, stage
+by stage in this process, and the loader alone (one worker, no model) for the path before
+(RGB through swscale, resize and cut in the worker) and both paths now (``resize_on=worker``
+and ``resize_on=device``), alternating rounds, best round each: clips/s per worker, the share
+of the decode bound, bytes per clip through shared memory; the difference between the
+loader's seconds per clip and its stages' sum is the inter-process cost (pickling, shared
+memory, the main process's collation).
+
+Our runs go once per ``--resize-on`` value (default on a CPU: worker and device, end to end).
+``--resize-check`` (default with CUDA) compares the two on the device: the largest resized
+pixel difference and the smallest feature cosine (JSON ``resize_check``).
 
 ``--size real`` makes real-looking GIFs (480×270, 40–90 frames, like reaction GIFs) instead of
 the default 240×180, 20–44 frames. GIFs are generated in parallel (``--gen-workers``).
@@ -60,10 +66,16 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
-from gifemo.backbones.preprocessing import resize_frames
+from gifemo.backbones.preprocessing import (
+    DeviceResize,
+    resize_frames,
+    resize_frames_tensor,
+    used_frames,
+)
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
+from gifemo.features.accumulate import collate_frames
 from gifemo.features.extract import extract_features, resolve_device, wire_transform
 
 PEAK_BF16_TFLOPS = 989.4  # H100/H200 SXM dense BF16 tensor cores
@@ -119,76 +131,140 @@ def make_gifs(
     return [_Rec(f"r{i:05d}", paths[i % n_unique]) for i in range(n_records)]
 
 
+# The loader paths the worker profile compares, one worker each: (what the worker runs,
+# read_gif's pixel layout, converter); "before" is the path this replaced (RGB via swscale,
+# resize and cut in the worker), "worker" and "device" are resize_on=worker|device now.
+LOADER_PATHS = ("before", "worker", "device")
+STAGES = (
+    "decode_before", "decode_rgb", "decode", "resize_rgb", "resize", "cut_rgb", "cut",
+    "device_cut",
+)  # fmt: skip
+
+
+DECODES = (  # read_gif arguments of the decode stages: before, RGB now, bgr0 now
+    (("converter", "swscale"),), (), (("pixel_format", "bgr0"),),
+)  # fmt: skip
+
+
+def _rotate(items: tuple, k: int) -> tuple:
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
 def worker_profile(
     records: list[_Rec], transform: Any, *, seconds: float = 3.0, rounds: int = 3
 ) -> dict[str, Any]:
-    """One loader worker's time per clip, by stage, and the loader alone for both wire formats.
+    """One loader worker's time per clip, by stage, and the loader alone for each path.
 
-    Stages (this process, over the distinct GIFs): decode (``read_gif``), resize (the frames
-    the clips use), cut float32 / cut uint8 (``from_resized``). Loader: ``GifClipDataset`` +
-    ``collate_clips`` through a DataLoader with one worker, two GIFs per batch (as extraction
-    loads them), no model. Stages, float32 loader and uint8 loader alternate for ``rounds``
-    rounds (``seconds`` in all, a third each); each figure is its best round, the one least
-    disturbed by other load on a shared machine. ``ipc_and_rest`` = loader ms per clip − the
-    stages' sum (pickling, shared memory, collation, the main process's side).
+    Stages (this process, over the distinct GIFs): ``decode_before`` (``read_gif`` RGB through
+    swscale, the previous decode), ``decode_rgb`` (``read_gif`` RGB, direct copy), ``decode``
+    (``read_gif(pixel_format="bgr0")``, what workers run now), ``resize_rgb`` / ``resize``
+    (the frames the clips use, 3 / 4 channels), ``cut_rgb`` / ``cut`` (uint8 clips,
+    ``from_resized``), ``device_cut`` (resize + cut of the used frames as
+    ``resize_on=device`` does on the model's device — here this CPU). Loaders
+    (:data:`LOADER_PATHS`): ``GifClipDataset`` + its collate through a DataLoader with one
+    worker, two GIFs per batch (as extraction loads them), no model. Stages and loaders
+    alternate for ``rounds`` rounds (``seconds`` in all); each figure is its best round, the
+    one least disturbed by other load on a shared machine. Per loader: clips/s, the share of
+    the decode bound of one worker (``decode`` now; ``decode_before``: the previous one), the
+    bytes a clip costs through shared memory, and ``ipc_and_rest`` = loader ms per clip − the
+    sum of its stages (pickling, shared memory, collation, the main process's side).
     """
     sampler, wire = AllClips(), wire_transform(transform, "uint8")
+    deferred = DeviceResize(wire)
     distinct = list({str(r.path): r for r in records}.values())
-    wires = {"float32": transform, "uint8": wire}
-    best = dict.fromkeys(("decode", "resize", "cut_float32", "cut_uint8"), float("inf"))
-    rates = dict.fromkeys(wires, 0.0)
-    clips_seen = 0
+    best = dict.fromkeys(STAGES, float("inf"))
+    rates = dict.fromkeys(LOADER_PATHS, 0.0)
+    clips_seen, wire_bytes = 0, {"clips": 0, "frames": 0}
+    part = seconds / rounds / (1 + len(LOADER_PATHS))
     for _ in range(rounds):
         t = dict.fromkeys(best, 0.0)
         clips, start = 0, time.perf_counter()
-        while clips == 0 or time.perf_counter() - start < seconds / rounds / 3:
-            for r in distinct:
-                t0 = time.perf_counter()
-                gif = read_gif(r.path)
-                t1 = time.perf_counter()
-                idx = sampler(gif.n_frames)
-                used, inverse = np.unique(idx.frames, return_inverse=True)
-                resized = resize_frames(gif.frames[used], transform.resize_hw)
-                t2 = time.perf_counter()
-                local = type(idx)(idx.starts, inverse.reshape(idx.frames.shape).astype(np.int64))
-                transform.from_resized(resized, local)
-                t3 = time.perf_counter()
-                wire.from_resized(resized, local)
-                t4 = time.perf_counter()
-                for k, dt in zip(best, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    t[k] += dt
+        while clips == 0 or time.perf_counter() - start < part:
+            for j, r in enumerate(distinct):
+                decoded, took = {}, {}
+                for kw in _rotate(DECODES, j + clips):  # no decode always goes first
+                    t0 = time.perf_counter()
+                    decoded[kw] = read_gif(r.path, **dict(kw)).frames
+                    took[kw] = time.perf_counter() - t0
+                for k, kw in zip(("decode_before", "decode_rgb", "decode"), DECODES, strict=True):
+                    t[k] += took[kw]
+                rgb, bgr0 = decoded[DECODES[1]], decoded[DECODES[2]]
+                marks = [time.perf_counter()]
+                idx = sampler(len(bgr0))
+                used, local = used_frames(idx, len(bgr0))
+                r3 = resize_frames(rgb[used], transform.resize_hw)
+                marks.append(time.perf_counter())
+                r4 = resize_frames(bgr0[used], transform.resize_hw)
+                marks.append(time.perf_counter())
+                wire.from_resized(r3, local)
+                marks.append(time.perf_counter())
+                cut = wire.from_resized(r4, local)
+                marks.append(time.perf_counter())
+                sent = deferred(bgr0, idx)
+                deferred.clips(torch.from_numpy(bgr0[sent.used]), torch.from_numpy(sent.clips),
+                               torch.from_numpy(sent.windows))  # fmt: skip
+                marks.append(time.perf_counter())
+                for k, a, b in zip(STAGES[3:], marks[:-1], marks[1:], strict=True):
+                    t[k] += b - a
                 clips += len(idx.starts)
+                wire_bytes["clips"] += cut.numel()
+                wire_bytes["frames"] += bgr0[used].nbytes
         clips_seen += clips
         best = {k: min(best[k], 1e3 * t[k] / clips) for k in best}
-        for dtype, tr in wires.items():
-            rates[dtype] = max(
-                rates[dtype], _loader_rate(records, tr, seconds=seconds / rounds / 3)
-            )
-    out: dict[str, Any] = {"clips": clips_seen, "rounds": rounds, "stage_ms_per_clip": best}
-    for dtype in wires:
-        total = 1e3 / rates[dtype]
-        inproc = best["decode"] + best["resize"] + best[f"cut_{dtype}"]
-        rest = max(0.0, total - inproc)
-        out[f"loader_{dtype}"] = {
-            "clips_per_s_per_worker": round(rates[dtype], 2),
+        for path in LOADER_PATHS:
+            rates[path] = max(rates[path], _loader_rate(records, path, wire, seconds=part))
+    per_clip = {k: round(v / clips_seen, 1) for k, v in wire_bytes.items()}
+    decode_rate = 1e3 / best["decode"]
+    before_rate = 1e3 / best["decode_before"]
+    out: dict[str, Any] = {
+        "clips": clips_seen,
+        "rounds": rounds,
+        "stage_ms_per_clip": {k: round(v, 4) for k, v in best.items()},
+        "decode_only_clips_per_s": round(decode_rate, 2),
+        "decode_only_clips_per_s_before": round(before_rate, 2),
+        "decode_rgb_only_clips_per_s": round(1e3 / best["decode_rgb"], 2),
+        "decode_speedup": round(best["decode_before"] / best["decode"], 3),
+    }
+    stages = {
+        "before": ("decode_before", "resize_rgb", "cut_rgb"),
+        "worker": ("decode", "resize", "cut"),
+        "device": ("decode",),
+    }
+    for path in LOADER_PATHS:
+        total = 1e3 / rates[path]
+        parts = {k.replace("_before", "").replace("_rgb", ""): best[k] for k in stages[path]}
+        rest = max(0.0, total - sum(parts.values()))
+        whole = sum(parts.values()) + rest
+        out[f"loader_{path}"] = {
+            "clips_per_s_per_worker": round(rates[path], 2),
             "ms_per_clip": round(total, 3),
             "ipc_ms_per_clip": round(rest, 3),
+            "bytes_per_clip": per_clip["frames" if path == "device" else "clips"],
+            "share_of_decode_bound": round(rates[path] / decode_rate, 3),
+            "share_of_decode_bound_before": round(rates[path] / before_rate, 3),
             "share": {  # of the stages' sum plus the rest
-                "decode": round(best["decode"] / (inproc + rest), 3),
-                "resize": round(best["resize"] / (inproc + rest), 3),
-                "cut": round(best[f"cut_{dtype}"] / (inproc + rest), 3),
-                "ipc_and_rest": round(rest / (inproc + rest), 3),
+                **{k: round(v / whole, 3) for k, v in parts.items()},
+                "ipc_and_rest": round(rest / whole, 3),
             },
         }
-    out["decode_only_clips_per_s"] = round(1e3 / best["decode"], 2)
+    out["loader_device"]["device_ms_per_clip_on_cpu"] = round(best["device_cut"], 3)
     return out
 
 
-def _loader_rate(records: list[_Rec], transform: Any, *, seconds: float) -> float:
-    """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch), no model."""
-    ds = GifClipDataset(records, sampler=AllClips(), transform=transform)
+def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -> float:
+    """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch) for one of
+    :data:`LOADER_PATHS`, no model."""
+    read_kwargs: dict[str, Any] = {"pixel_format": "bgr0"}
+    collate: Any = collate_clips
+    transform: Any = wire
+    if path == "before":
+        read_kwargs = {"pixel_format": "rgb24", "converter": "swscale"}
+    elif path == "device":
+        transform, collate = DeviceResize(wire), collate_frames
+    ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs)
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
-    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_clips, num_workers=1,
+    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
                         prefetch_factor=4, persistent_workers=True)  # fmt: skip
     it = iter(loader)
     next(it)  # the worker is up
@@ -199,8 +275,46 @@ def _loader_rate(records: list[_Rec], transform: Any, *, seconds: float) -> floa
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        clips += len(batch["clips"])
+        clips += len(batch["gif_index"])
     return clips / (time.perf_counter() - start)
+
+
+def resize_check(
+    records: list[_Rec], model: Any, transform: Any, dev: torch.device, folder: Path, *,
+    gifs: int = 8, batch_clips: int = 8,
+) -> dict[str, Any]:  # fmt: skip
+    """resize_on=device against resize_on=worker on ``dev``: the largest difference of a resized
+    pixel (``resize_frames`` on this CPU vs on ``dev``) over the first ``gifs`` distinct GIFs,
+    the share of pixels that differ, and the smallest cosine between the two paths' features
+    (fp32). On a CPU both are the same kernel: 0 and 1.0."""
+    distinct = list({str(r.path): r for r in records}.values())[:gifs]
+    worst, differ, total = 0, 0, 0
+    for r in distinct:
+        frames = read_gif(r.path, pixel_format="bgr0").frames
+        used, _ = used_frames(AllClips()(len(frames)), len(frames))
+        cpu = torch.from_numpy(resize_frames(frames[used], transform.resize_hw)).int()
+        on_dev = resize_frames_tensor(torch.from_numpy(frames[used]).to(dev), transform.resize_hw)
+        diff = (on_dev.cpu().int() - cpu).abs()[..., :3]
+        worst, differ, total = max(worst, int(diff.max())), differ + int((diff > 0).sum()), (
+            total + diff.numel()
+        )  # fmt: skip
+    feats = {}
+    for where in ("worker", "device"):
+        store = extract_features(
+            distinct, folder / f"resize_{where}", model=model, transform=transform,
+            batch_clips=batch_clips, num_workers=1, precision="32", device=str(dev),
+            progress=False, resize_on=where,
+        )  # fmt: skip
+        feats[where] = np.asarray(store.visual)
+    cos = (feats["worker"] * feats["device"]).sum(1)
+    return {
+        "device": str(dev),
+        "gifs": len(distinct),
+        "max_pixel_diff": worst,
+        "pixels_differing_share": round(differ / max(total, 1), 6),
+        "min_feature_cosine": float(cos.min()),
+        "max_abs_feature_diff": float(np.abs(feats["worker"] - feats["device"]).max()),
+    }
 
 
 def model_only_rate(
@@ -315,6 +429,21 @@ def main(argv: list[str]) -> int:
         default=3.0,
         help="seconds per stage of the worker profile (0: skip it)",
     )
+    p.add_argument(
+        "--resize-on",
+        default=None,
+        help="extract.resize_on of our runs, comma-separated, one run each (default: "
+        "worker,device on a CPU, worker on CUDA, where --resize-check compares the two on a "
+        "few GIFs); the first is named 'ours <precision>', the others "
+        "'ours <precision> <value>-resize'",
+    )
+    p.add_argument(
+        "--resize-check",
+        choices=["on", "off"],
+        default=None,
+        help="compare resize_on=device with worker on this device (max pixel difference, "
+        "feature cosine) over 8 GIFs (default: on with CUDA or --quick)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model in our runs")
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-GIF loop")
     p.add_argument("--out", default=".bench/extract.json")
@@ -338,8 +467,13 @@ def main(argv: list[str]) -> int:
 
     native_bf16 = cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     precisions = (args.precisions or ("32,bf16" if native_bf16 else "32")).split(",")
-    runs = [(f"ours {'fp32' if p == '32' else p}", p) for p in precisions]
-    runs += [] if args.no_naive else [("naive fp32", "32")]
+    resize_ons = (args.resize_on or ("worker" if cuda else "worker,device")).split(",")
+    runs = [
+        (f"ours {'fp32' if p == '32' else p}" + (f" {where}-resize" if k else ""), p, where)
+        for p in precisions
+        for k, where in enumerate(resize_ons)
+    ]
+    runs += [] if args.no_naive else [("naive fp32", "32", "")]
     if "bf16" not in precisions:
         print(
             "  bf16 skipped: this CPU has no native bf16 in oneDNN (--precisions 32,bf16 forces it)"
@@ -359,7 +493,7 @@ def main(argv: list[str]) -> int:
             if args.profile_seconds > 0 else None
         )  # fmt: skip
         feats: dict[str, np.ndarray] = {}
-        for name, precision in runs:
+        for name, precision, resize_on in runs:
             naive = name.startswith("naive")
             _warm(model, dev, precision, 1 if naive else batch_clips, not naive)
             if cuda:
@@ -374,9 +508,11 @@ def main(argv: list[str]) -> int:
                     transform=transform, batch_clips=batch_clips, num_workers=workers,
                     chunk_gifs=chunk_gifs, load_gifs=load_gifs,
                     precision=precision, device=str(dev), progress=False, compile=args.compile,
+                    resize_on=resize_on,
                 )  # fmt: skip
                 feats[name], run = np.asarray(store.visual), store.meta["last_run"]
                 clips, wait = run["clips"], run["data_wait_s"]
+                extra = {"resize_on": run["resize_on"], "device_resize_s": run["device_resize_s"]}
             seconds = time.perf_counter() - t0
             rate = clips / seconds
             results[name] = {
@@ -389,13 +525,17 @@ def main(argv: list[str]) -> int:
                 "peak_rss_mib": round(_rss_mib(), 1),
             }
             if not naive:
+                results[name].update(extra)
                 ceiling = model_only_rate(model, dev, precision, batch_clips)
                 results[name]["model_only_clips_per_s"] = round(ceiling, 2)
                 results[name]["share_of_model"] = round(rate / ceiling, 3)
                 if profile:
                     bound = max(workers, 1) * profile["decode_only_clips_per_s"]
+                    before = max(workers, 1) * profile["decode_only_clips_per_s_before"]
                     results[name]["decode_bound_clips_per_s"] = round(bound, 2)
                     results[name]["share_of_decode_bound"] = round(rate / bound, 3)
+                    results[name]["decode_bound_clips_per_s_before"] = round(before, 2)
+                    results[name]["share_of_decode_bound_before"] = round(rate / before, 3)
                 if args.compile:  # the rate once compiled: the warm-up is a one-off cost
                     warm = store.meta["last_run"]["compile_warmup_s"] or 0.0
                     results[name]["compile_warmup_s"] = round(warm, 2)
@@ -409,6 +549,11 @@ def main(argv: list[str]) -> int:
                     torch.cuda.max_memory_allocated(dev) / 2**20, 1
                 )
             print(f"  {name}: {clips} clips in {seconds:.1f}s", flush=True)
+        check = args.resize_check or ("on" if cuda or args.quick else "off")
+        resize = (
+            resize_check(records, model, transform, dev, Path(tmp), batch_clips=batch_clips)
+            if check == "on" else None
+        )  # fmt: skip
 
     base = results["naive fp32"]["clips_per_s"] if "naive fp32" in results else None
     report: dict[str, Any] = {
@@ -428,6 +573,7 @@ def main(argv: list[str]) -> int:
         "generate_s": round(gen_s, 2),
         "compile": args.compile,
         "worker_profile": profile,
+        "resize_check": resize,
         "batch_clips": batch_clips,
         "chunk_gifs": chunk_gifs,
         "load_gifs": load_gifs,
@@ -440,12 +586,16 @@ def main(argv: list[str]) -> int:
         if name.startswith("ours") and base:
             key = f"ratio_{name.replace(' ', '_')}_vs_naive"
             report[key] = round(results[name]["clips_per_s"] / base, 3)
-            ratios.append(f"{name.split()[1]} ×{report[key]}")
+            ratios.append(f"{name.removeprefix('ours ')} ×{report[key]}")
     if "ours fp32" in feats and "naive fp32" in feats:
         a = feats["ours fp32"]
         report["max_abs_diff_ours_fp32_vs_naive"] = float(np.abs(a - feats["naive fp32"]).max())
         if "ours bf16" in feats:
             report["min_cosine_bf16_vs_fp32"] = float((a * feats["ours bf16"]).sum(1).min())
+    for name in feats:  # the other resize_on runs against the first (0 on a CPU)
+        if name.startswith("ours fp32 ") and "ours fp32" in feats:
+            key = f"max_abs_diff_{name.removeprefix('ours fp32 ').replace('-', '_')}_vs_first"
+            report[key] = float(np.abs(feats[name] - feats["ours fp32"]).max())
     cols = [
         "clips_per_s",
         "data_wait_share",
@@ -460,16 +610,25 @@ def main(argv: list[str]) -> int:
           f"{hw[1]}x{hw[0]}, {clips_n} clips, batch {batch_clips}, {workers} workers)")  # fmt: skip
     heads = [c.replace("_clips_per_s", "").replace("_share", "").replace("share_of_", "% ")
              for c in cols]  # fmt: skip
-    print(f"{'run':<12}" + "".join(f"{h:>16}" for h in heads))
+    wide = max(len(name) for name in results) + 2
+    print(f"{'run':<{wide}}" + "".join(f"{h:>16}" for h in heads))
     for name, r in results.items():
-        print(f"{name:<12}" + "".join(f"{'-' if r.get(c) is None else r[c]:>16}" for c in cols))
+        print(f"{name:<{wide}}" + "".join(f"{'-' if r.get(c) is None else r[c]:>16}" for c in cols))
     if profile:
         st = profile["stage_ms_per_clip"]
         print("one worker, ms per clip: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
-        for dtype in ("float32", "uint8"):
-            lo = profile[f"loader_{dtype}"]
-            print(f"  loader {dtype:>7}: {lo['clips_per_s_per_worker']} clips/s per worker, "
-                  f"share {lo['share']}")  # fmt: skip
+        print(f"decode-only clips/s per worker: {profile['decode_only_clips_per_s']} "
+              f"(before: {profile['decode_only_clips_per_s_before']}, "
+              f"x{profile['decode_speedup']})")  # fmt: skip
+        for path in LOADER_PATHS:
+            lo = profile[f"loader_{path}"]
+            print(f"  loader {path:>6}: {lo['clips_per_s_per_worker']} clips/s per worker, "
+                  f"{100 * lo['share_of_decode_bound']:.1f} % of the decode bound "
+                  f"({100 * lo['share_of_decode_bound_before']:.1f} % of the one before), "
+                  f"{lo['bytes_per_clip'] / 1e3:.0f} kB/clip, share {lo['share']}")  # fmt: skip
+    if resize:
+        print(f"resize_on=device vs worker on {resize['device']}: max pixel difference "
+              f"{resize['max_pixel_diff']}, min feature cosine {resize['min_feature_cosine']:.6f}")  # fmt: skip
     checks = {k: v for k, v in report.items() if k.startswith(("max_abs", "min_cos"))}
     if ratios:
         print(

@@ -18,9 +18,18 @@ What the frames are
     local colour tables, interlacing). Transparent pixels take ``background`` (default
     :data:`DEFAULT_BACKGROUND`, white: what PyAV shows by default and what a GIF looks like
     on a white page): the ``gif`` decoder is told to paint them in that colour (its
-    ``trans_color`` option) and its BGRA output is converted to RGB by swscale, an exact
-    channel shuffle; GIF alpha is only 0 or 255. Other codecs with alpha are composited the
-    same way in numpy (alpha < 128 → background).
+    ``trans_color`` option) and its BGRA output is copied to RGB straight from FFmpeg's plane
+    in numpy, an exact channel shuffle (``converter="direct"``, the default; swscale's
+    ``rgb24`` conversion, ``converter="swscale"``, gives the same bytes and was 13 % slower
+    on 480×270 GIFs: docs/extraction.md); GIF alpha is only 0 or 255. Other codecs with alpha
+    are composited in numpy (alpha < 128 → background) after swscale's conversion.
+
+Pixel formats
+    ``pixel_format="rgb24"`` (default): (T, H, W, 3) R, G, B. ``pixel_format="bgr0"``
+    (FFmpeg's name): (T, H, W, 4) B, G, R and a fourth byte that is not a colour (FFmpeg's
+    alpha for a GIF, 255 otherwise) — the gif decoder's own layout, copied without any
+    conversion (the fastest: a BGR model such as C3D takes channels 0–2 as they are, an RGB
+    one 2, 1, 0). Channels 2, 1, 0 of ``bgr0`` equal ``rgb24`` byte for byte.
     Opaque pixels equal Pillow's (``ImageSequence`` + ``convert("RGB")``) except in three
     cases where Pillow departs from the GIF89a spec and FFmpeg follows it: screen area that
     the first frame does not cover gets the header's background colour (Pillow: palette
@@ -106,7 +115,7 @@ BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers 
 @dataclass(frozen=True)
 class Gif:
     path: str
-    frames: np.ndarray  # (T, H, W, 3) uint8, full-canvas composites
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB full-canvas composites ((T, H, W, 4) bgr0)
     delays_ms: np.ndarray  # (T,) int64
     truncated: bool  # True when the file ended early (frames that decoded are kept)
     frames_in_file: int = -1  # images the block walk found (-1: not a GIF, unknown)
@@ -203,18 +212,47 @@ def _open(p: Path, data: bytes) -> av.container.InputContainer:
         raise GifDecodeError(p, f"not a decodable image or animation ({e})") from None
 
 
-def _to_rgb(
-    frame: av.VideoFrame, out: np.ndarray, background: np.ndarray | None, sws: VideoReformatter
-) -> None:
-    """Write one decoded frame into ``out`` (H, W, 3) uint8.
+PIXEL_FORMATS = ("rgb24", "bgr0")
+CONVERTERS = ("direct", "swscale")
 
-    ``background`` None: the frame's colour channels as they are (the gif decoder has already
-    painted transparent pixels); else alpha < 128 → background. ``sws`` is reused across
-    frames so that swscale's context is built once per file.
+
+def _bgra_plane(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 4) uint8 view of a packed BGRA frame's plane (rows may be padded)."""
+    plane, h, w = frame.planes[0], frame.height, frame.width
+    buf = memoryview(plane)  # type: ignore[arg-type]  # a VideoPlane exports the buffer protocol
+    rows = np.frombuffer(buf, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+    return rows[:, : 4 * w].reshape(h, w, 4)
+
+
+def _to_rgb(
+    frame: av.VideoFrame,
+    out: np.ndarray,
+    background: np.ndarray | None,
+    sws: VideoReformatter,
+    converter: str = "direct",
+) -> None:
+    """Write one decoded frame into ``out``: (H, W, 3) RGB, or (H, W, 4) bgr0 for a GIF.
+
+    ``background`` None — FFmpeg's gif decoder (BGRA, transparent pixels already painted):
+    ``direct`` copies from FFmpeg's plane in numpy (bgr0: the rows as they are; RGB: three
+    strided channel copies), ``swscale`` converts with swscale (the reference). Else (other
+    codecs): swscale's RGB, alpha < 128 → background. ``sws`` is reused across frames so that
+    swscale's context is built once per file.
     """
-    if background is not None and (
-        frame.format.has_palette or any(c.is_alpha for c in frame.format.components)
-    ):
+    bgra = frame.format.name == "bgra"
+    if background is None:
+        if out.shape[-1] == 4:
+            out[...] = (
+                _bgra_plane(frame) if bgra else sws.reformat(frame, format="bgra").to_ndarray()
+            )
+        elif converter == "direct" and bgra:
+            plane = _bgra_plane(frame)
+            out[..., 0] = plane[..., 2]
+            out[..., 1] = plane[..., 1]
+            out[..., 2] = plane[..., 0]
+        else:
+            out[...] = sws.reformat(frame, format="rgb24").to_ndarray()
+    elif frame.format.has_palette or any(c.is_alpha for c in frame.format.components):
         rgba = sws.reformat(frame, format="rgba").to_ndarray()
         out[...] = rgba[..., :3]
         out[rgba[..., 3] < 128] = background
@@ -245,9 +283,12 @@ def _decode(
     max_pixels: int,
     max_frames: int | None,
     max_bytes: int | None,
+    bgr0: bool = False,
+    converter: str = "direct",
 ) -> _Decoded:
     """Decode the frames: ``n_expected`` (a GIF: known from the walk) fills one preallocated
-    array; decoding stops after ``stop_at`` frames (None: at the end)."""
+    array; decoding stops after ``stop_at`` frames (None: at the end). ``bgr0``: a GIF's
+    frames in FFmpeg's own B, G, R, X layout (other codecs give RGB, converted later)."""
     with _open(p, data) as container:
         if not container.streams.video:
             raise GifDecodeError(p, "no video stream (not an image or animation)")
@@ -260,7 +301,8 @@ def _decode(
             r, g, b = (int(c) for c in bg)
             stream.codec_context.options = {"trans_color": str(r << 16 | g << 8 | b)}
         # A GIF's frame count is known: fill one preallocated array (no list + stack copy).
-        block = np.empty((n_expected or 1, height, width, 3), np.uint8)
+        channels = 4 if bgr0 and is_gif else 3
+        block = np.empty((n_expected or 1, height, width, channels), np.uint8)
         frames: list[np.ndarray] = []  # (H, W, 3) views into block, or fresh arrays
         delays: list[int] = []
         error: str | None = None
@@ -278,7 +320,7 @@ def _decode(
                         p, f"frame {t} is {frame.width}x{frame.height}, stream is {width}x{height}"
                     )
                 rgb = block[t] if n_expected is not None else np.empty_like(block[0])
-                _to_rgb(frame, rgb, None if is_gif else bg, sws)
+                _to_rgb(frame, rgb, None if is_gif else bg, sws, converter)
                 frames.append(rgb)
                 delays.append(_frame_delay_ms(frame))
         except av.FFmpegError as e:
@@ -300,6 +342,8 @@ def read_gif(
     max_frames: int | None = None,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     read_frames: int | None = None,
+    pixel_format: str = "rgb24",
+    converter: str = "direct",
 ) -> Gif:
     """Decode ``path`` into full-canvas RGB frames and per-frame delays (see the module notes).
 
@@ -311,21 +355,39 @@ def read_gif(
             would exceed this; for a GIF checked before decoding (T from the block walk), for
             other containers while decoding. None: no limit.
         read_frames: decode only the first ``read_frames`` frames (None: all).
+        pixel_format: ``"rgb24"`` (T, H, W, 3) R, G, B or ``"bgr0"`` (T, H, W, 4) B, G, R, X
+            (module notes; the bytes budget still counts 3 bytes a pixel).
+        converter: ``"direct"`` (numpy from FFmpeg's plane) or ``"swscale"`` (the reference):
+            how a GIF's BGRA frames become RGB; the same bytes either way.
     Returns:
         ``Gif(path, frames (T, H, W, 3) uint8, delays_ms (T,) int64, truncated,
-        frames_in_file)``, T ≥ 1.
+        frames_in_file)``, T ≥ 1 (frames (T, H, W, 4) with ``pixel_format="bgr0"``).
     Raises:
         GifDecodeError, and nothing else, for any file that does not give a frame.
     """
     p = Path(path)
     if read_frames is not None and read_frames < 1:
         raise ValueError(f"read_frames must be ≥ 1 or None, got {read_frames}")
+    if pixel_format not in PIXEL_FORMATS or converter not in CONVERTERS:
+        raise ValueError(
+            f"pixel_format must be one of {PIXEL_FORMATS} and converter one of {CONVERTERS}, "
+            f"got {pixel_format!r} and {converter!r}"
+        )
     try:
-        return _read_gif(p, max_pixels, background, max_frames, max_bytes, read_frames)
+        gif = _read_gif(
+            p, max_pixels, background, max_frames, max_bytes, read_frames,
+            bgr0=pixel_format == "bgr0", converter=converter,
+        )  # fmt: skip
     except GifDecodeError:
         raise
     except Exception as e:  # FFmpeg/PyAV/numpy surprises on hostile input: one error type
         raise GifDecodeError(p, f"{type(e).__name__}: {e}") from e
+    if pixel_format == "bgr0" and gif.frames.shape[-1] == 3:  # composed or not a GIF: RGB
+        bgr0 = np.empty((*gif.frames.shape[:3], 4), np.uint8)
+        bgr0[..., :3] = gif.frames[..., ::-1]
+        bgr0[..., 3] = 255
+        gif = Gif(gif.path, bgr0, gif.delays_ms, gif.truncated, gif.frames_in_file)
+    return gif
 
 
 def _read_gif(
@@ -335,6 +397,9 @@ def _read_gif(
     max_frames: int | None,
     max_bytes: int | None,
     read_frames: int | None,
+    *,
+    bgr0: bool,
+    converter: str,
 ) -> Gif:
     data = _read_bytes(p, max_bytes)
     bg = np.asarray(background, np.uint8).reshape(3)
@@ -357,7 +422,7 @@ def _read_gif(
     else:
         decoded = _decode(
             p, data, n_expected=n_expected, stop_at=n_expected, bg=bg, max_pixels=max_pixels,
-            max_frames=max_frames, max_bytes=max_bytes,
+            max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0, converter=converter,
         )  # fmt: skip
         frames, error = decoded.frames, decoded.error
         delays = [10 * im.delay_cs for im in layout.images[: len(frames)]]

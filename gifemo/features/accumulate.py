@@ -13,12 +13,15 @@ the sums into the chunk's rows (a mean that is exactly zero keeps the zero vecto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from gifemo.backbones.preprocessing import UsedFrames
+from gifemo.data.clip_dataset import collate_clips
 from gifemo.features.store import Shard
 
 
@@ -29,6 +32,53 @@ def chunk_batches(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) 
         lo, hi = c * chunk_gifs, min(n, (c + 1) * chunk_gifs)
         batches += [list(range(s, min(hi, s + load_gifs))) for s in range(lo, hi, load_gifs)]
     return batches
+
+
+def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loader batch of items whose ``clips`` are :class:`UsedFrames` (``resize_on=device``).
+
+    The keys of :func:`~gifemo.data.clip_dataset.collate_clips` except ``clips``, plus:
+    ``frames`` — the used frames of every GIF, uint8, gathered straight into ONE flat tensor
+    (in shared memory inside a DataLoader worker: one copy, one transfer); ``frame_shapes``
+    (B, 4) long (U, H, W, C) per GIF (zeros for a failed one); ``clip_frames`` (ΣN, ℓ) long,
+    each clip's frames within its GIF's used frames; ``windows`` (ΣN, 3) long crop windows;
+    ``gif_index`` (ΣN,) long as in collate_clips.
+    """
+    payloads = [None if it.get("error") else it["clips"] for it in items]
+    for p in payloads:
+        if p is not None and not isinstance(p, UsedFrames):
+            raise TypeError(f"collate_frames needs UsedFrames items, got {type(p).__name__}")
+    empty = torch.zeros((0, 3, 1, 1, 1), dtype=torch.uint8)
+    batch = collate_clips([{**it, "clips": empty} for it in items])  # the per-GIF fields
+    del batch["clips"]
+    shapes = [(0, 0, 0, 0) if p is None else (len(p.used), *p.frames.shape[1:]) for p in payloads]
+    total = sum(math.prod(s) for s in shapes)
+    flat = torch.empty(0, dtype=torch.uint8)
+    if torch.utils.data.get_worker_info() is not None:  # write into shared memory directly
+        flat = flat.new(flat._typed_storage()._new_shared(total))
+    else:
+        flat = torch.empty(total, dtype=torch.uint8)
+    view, at = flat.numpy(), 0
+    for p, shape in zip(payloads, shapes, strict=True):
+        n = math.prod(shape)
+        if p is not None and n:
+            np.take(p.frames, p.used, axis=0, out=view[at : at + n].reshape(shape))
+        at += n
+    real = [p for p in payloads if p is not None]
+    ell = real[0].clips.shape[1] if real else 0
+    counts = torch.tensor([0 if p is None else len(p.clips) for p in payloads], dtype=torch.long)
+    batch.update(
+        frames=flat,
+        frame_shapes=torch.tensor(shapes, dtype=torch.long).reshape(len(items), 4),
+        clip_frames=torch.from_numpy(
+            np.concatenate([p.clips for p in real]) if real else np.zeros((0, ell), np.int64)
+        ),
+        windows=torch.from_numpy(
+            np.concatenate([p.windows for p in real]) if real else np.zeros((0, 3), np.int64)
+        ),
+        gif_index=torch.repeat_interleave(torch.arange(len(items)), counts),
+    )
+    return batch
 
 
 class ChunkAccumulator:

@@ -29,6 +29,21 @@ normalises them (``preprocessing.normalize``), as fine-tuning does. The clips th
 bit-identical to the float32 path's (``tests/test_extract_fast.py``), so the store and its
 fingerprint do not depend on it; a C3D mean cube (per-crop means) keeps the float32 path.
 
+Where the resize runs (``resize_on``): ``worker`` — as above; ``device`` — workers only
+decode and send the frames the clips use, uint8 at their own size (one flat tensor per loader
+batch, with each clip's frame indices and crop window); the model's device resizes them (the
+same ``interpolate`` call on the same chunks of frames, one call per GIF), cuts and normalises.
+On a CPU that is the same kernel, so the store is byte-identical and the fingerprint does not
+change (``tests/test_extract_resize.py``); on CUDA the uint8 bilinear kernel may round
+differently (within 1), so the fingerprint records ``resize_on`` there (``execution``).
+``worker`` is the default: a 480×270 GIF's used frames are ~7.5× the bytes of its uint8 clips,
+and one worker's loader measured 108 clips/s with ``worker`` against 76 with ``device`` (the
+shared-memory transfer costs more than the resize it saves; docs/extraction.md). The device
+path cannot run with float32 clips, a mean cube or a transform that is not a uint8
+:class:`ClipTransform` (refused, naming the option). Either way workers decode to FFmpeg's
+own ``bgr0`` layout (no RGB conversion; the resize and the cut take the channels in the model's
+order, the same bytes).
+
 Several processes (torchrun / SLURM): with an initialised ``torch.distributed`` group, chunk
 ``c`` belongs to rank ``c mod W``; every rank writes its chunks' shards and rank 0 assembles the
 store once all are done (:mod:`gifemo.features.distributed`), byte-identical to one process.
@@ -54,12 +69,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
-from gifemo.backbones.preprocessing import ClipTransform
+from gifemo.backbones.preprocessing import ClipTransform, DeviceResize
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
-from gifemo.features.accumulate import ChunkAccumulator, chunk_batches
+from gifemo.features.accumulate import ChunkAccumulator, chunk_batches, collate_frames
 from gifemo.features.distributed import current
-from gifemo.features.forward import BatchedForward
+from gifemo.features.forward import BatchedForward, device_clips
 from gifemo.features.store import (
     PARTIAL,
     FeatureStore,
@@ -77,6 +92,7 @@ log = logging.getLogger(__name__)
 
 KILL_ENV = "GIFEMO_EXTRACT_KILL_AT"  # test hook: "shard:K" or "finalise:visual" → SIGKILL self
 CLIP_DTYPES = ("uint8", "float32")
+RESIZE_ON = ("worker", "device")
 
 
 def _kill_hook(stage: str) -> None:
@@ -105,6 +121,40 @@ def wire_transform(transform: Any, clip_dtype: str) -> Any:
     ):
         return ClipTransform(pre, train=transform.train, flip=transform.flip, output="uint8")
     return transform
+
+
+def resolve_resize_on(resize_on: str, wire: Any) -> str:
+    """``resize_on`` checked against the workers' transform ``wire`` (from
+    :func:`wire_transform`): ``device`` needs a uint8 :class:`ClipTransform` (no mean cube)."""
+    if resize_on not in RESIZE_ON:
+        raise ValueError(f"extract.resize_on must be one of {RESIZE_ON}, got {resize_on!r}")
+    can = isinstance(wire, ClipTransform) and wire.output == "uint8"
+    if resize_on == "device" and not can:
+        pre = getattr(wire, "preprocessing", None)
+        why = (
+            f"the mean cube {pre.mean_cube} (it is subtracted per crop in the workers)"
+            if pre is not None and pre.mean_cube
+            else f"the transform {wire!r} (it must be a ClipTransform sending uint8 clips: "
+            "clip_dtype=uint8)"
+        )
+        raise ValueError(f"extract.resize_on=device cannot run with {why}; use resize_on=worker")
+    return resize_on
+
+
+def resize_device(resize_on: str, transform: Any, clip_dtype: str, device: str) -> str | None:
+    """The device type the frames are resized on (None: in the workers), as
+    :func:`extract_features` resolves it: :func:`store_identity`'s ``resize_device``."""
+    wire = wire_transform(transform, clip_dtype)
+    return resolve_device(device).type if resolve_resize_on(resize_on, wire) == "device" else None
+
+
+def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[str, Any]:
+    """``read_kwargs`` plus FFmpeg's own ``bgr0`` layout where the transform takes it (a
+    :class:`ClipTransform` or :class:`DeviceResize`: the same clips, no RGB conversion)."""
+    out = dict(read_kwargs or {})
+    if isinstance(wire, (ClipTransform, DeviceResize)):
+        out.setdefault("pixel_format", "bgr0")
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -141,9 +191,17 @@ def store_identity(
     max_clips: int | None,
     unlisted: Sequence[dict[str, Any]] = (),
     compile: bool = False,
+    resize_device: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(fingerprint, the parts it hashes): the one list of a store's identity fields, which
-    meta.json records as they are."""
+    meta.json records as they are. ``resize_device``: the device type frames are resized on
+    with ``resize_on=device`` — recorded only when it is not ``cpu`` (on a CPU the bytes are
+    the worker path's)."""
+    execution: dict[str, Any] = {}
+    if compile:
+        execution["compile"] = True
+    if resize_device not in (None, "cpu"):
+        execution["resize_on"] = f"device ({resize_device})"
     budget: dict[str, Any] = {}
     if max_clips is not None:
         budget["max_clips"] = int(max_clips)
@@ -159,7 +217,7 @@ def store_identity(
         read_kwargs=read_kwargs,
         clip_rule=clip_rule(sampler),
         budget=budget,
-        execution={"compile": True} if compile else None,
+        execution=execution or None,
     )
 
 
@@ -173,10 +231,11 @@ IDENTITY_FIELDS = (
 def _loader(
     dataset: GifClipDataset, batches: list[list[int]], num_workers: int, dev: torch.device
 ) -> DataLoader:
+    frames = isinstance(dataset.transform, DeviceResize)
     return DataLoader(
         dataset,
         batch_sampler=batches,
-        collate_fn=collate_clips,
+        collate_fn=collate_frames if frames else collate_clips,
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
         prefetch_factor=4 if num_workers > 0 else None,
@@ -206,6 +265,7 @@ def extract_features(
     extra_meta: dict[str, Any] | None = None,
     clip_dtype: str = "uint8",
     compile: bool = False,
+    resize_on: str = "worker",
 ) -> FeatureStore:
     """Write (or finish) the feature store of ``records`` in ``out_dir`` and open it.
 
@@ -224,6 +284,8 @@ def extract_features(
     ``clip_dtype``: what the loader workers send, "uint8" (normalised on the device) or
     "float32" (normalised in the workers); the same features either way (module notes).
     ``compile``: ``torch.compile`` the backbone's ``features`` (recorded in the fingerprint).
+    ``resize_on``: "worker" or "device" (module notes; a ValueError names the option where
+    the device path cannot run).
     In an initialised ``torch.distributed`` group every rank calls this with the same arguments
     and extracts its own chunks; rank 0 assembles the store, the others wait and then open it.
     """
@@ -238,10 +300,13 @@ def extract_features(
     sampler = sampler if sampler is not None else AllClips()
     if transform is None:
         transform = model.preprocessing.transform(train=False)
+    wire = wire_transform(transform, clip_dtype)
+    resize_on = resolve_resize_on(resize_on, wire)
     computed, identity = store_identity(
         records, dataset_name=dataset_name, model=model, transform=transform,
         sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
         unlisted=unlisted, compile=compile,
+        resize_device=resize_device(resize_on, transform, clip_dtype, str(dev)),
     )  # fmt: skip
     fingerprint = fingerprint or computed
     ranks = current()
@@ -261,31 +326,36 @@ def extract_features(
     todo = ranks.mine([c for c in range(n_chunks) if c not in work.done()])
     log.info("extracting %d GIFs: %d of %d chunks to do (rank %d of %d)", n, len(todo),
              n_chunks, ranks.rank, ranks.world)  # fmt: skip
-    wire = wire_transform(transform, clip_dtype)
     forward = BatchedForward(
         model, dev, precision=precision, channels_last=bool(channels_last),
         batch_clips=batch_clips, compile=compile,
         normalize=wire.preprocessing.normalize if wire is not transform else None,
     )  # fmt: skip
+    uint8 = wire is not transform
+    if resize_on == "device":
+        wire = DeviceResize(wire)
     dataset = GifClipDataset(
-        list(records), sampler=sampler, transform=wire, read_kwargs=read_kwargs,
-        max_clips=max_clips,
+        list(records), sampler=sampler, transform=wire,
+        read_kwargs=worker_read_kwargs(read_kwargs, wire), max_clips=max_clips,
     )  # fmt: skip
     batches = chunk_batches(todo, n, chunk_gifs, load_gifs)
     t_start = time.perf_counter()
-    data_wait_s = _run_chunks(
+    data_wait_s, resize_s = _run_chunks(
         records, _loader(dataset, batches, num_workers, dev), batches, work, forward,
         chunk_gifs=chunk_gifs, progress=progress and ranks.main,
         label=f"{type(model).__name__} features",
+        resize=wire if isinstance(wire, DeviceResize) else None,
     )  # fmt: skip
     seconds = time.perf_counter() - t_start
-    chunks, clips, wait_s, compute_s = ranks.sum(
-        [len(todo), forward.clips, data_wait_s, forward.compute_s]
+    chunks, clips, wait_s, compute_s, resize_s = ranks.sum(
+        [len(todo), forward.clips, data_wait_s, forward.compute_s, resize_s]
     )
     last_run = {
         "device": str(dev),
         "channels_last_3d": bool(channels_last),
-        "clip_dtype": "uint8" if wire is not transform else "float32",
+        "clip_dtype": "uint8" if uint8 else "float32",
+        "resize_on": resize_on,
+        "pixel_format": dataset.read_kwargs.get("pixel_format", "rgb24"),
         "threads": torch.get_num_threads(),
         "world_size": ranks.world,
         "chunks": int(chunks),
@@ -293,6 +363,7 @@ def extract_features(
         "clips": int(clips),  # the sums below are over the ranks
         "data_wait_s": round(wait_s, 3),
         "compute_s": round(compute_s, 3),
+        "device_resize_s": round(resize_s, 3),  # resize + cut on the device (resize_on=device)
     }
     if compile:
         last_run["compile_warmup_s"] = forward.compile_warmup_s
@@ -338,21 +409,27 @@ def _run_chunks(
     chunk_gifs: int,
     progress: bool,
     label: str,
-) -> float:
+    resize: DeviceResize | None = None,
+) -> tuple[float, float]:
     """Feed the loader's batches through ``forward``; write each finished chunk as a shard.
+    With ``resize`` the batches hold used frames, cut into clips on the device first.
 
-    Returns the seconds spent waiting for data.
+    Returns the seconds spent waiting for data and cutting clips on the device.
     """
     n = len(records)
     bar = tqdm(total=sum(len(b) for b in batches), unit="gif", disable=not progress)
     bar.set_description(label)
     acc: ChunkAccumulator | None = None
     it: Iterator[dict[str, Any]] = iter(loader)
-    data_wait_s, written = 0.0, 0
+    data_wait_s, resize_s, written = 0.0, 0.0, 0
     for _ in batches:
         t0 = time.perf_counter()
         batch = next(it)
         data_wait_s += time.perf_counter() - t0
+        if resize is not None:
+            t0 = time.perf_counter()
+            batch["clips"] = device_clips(batch, resize, forward.dev)
+            resize_s += time.perf_counter() - t0
         if acc is None:
             lo = int(batch["index"][0]) // chunk_gifs * chunk_gifs
             acc = ChunkAccumulator(
@@ -369,7 +446,7 @@ def _run_chunks(
             acc = None
             _kill_hook(f"shard:{written}")
     bar.close()
-    return data_wait_s
+    return data_wait_s, resize_s
 
 
 def _counts(n: int, shards: Sequence[Any], n_unlisted: int, dim: int) -> dict[str, int]:

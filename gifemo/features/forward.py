@@ -1,5 +1,7 @@
 """The model side of extraction: batches of pending clips through ``backbone.features``.
 
+With ``resize_on=device``, :func:`device_clips` first turns a loader batch of used frames
+into clips on the model's device (resize + crop + channel order, uint8).
 :class:`BatchedForward` takes ``batch_clips`` clips at a time from a
 :class:`~gifemo.features.accumulate.ChunkAccumulator`, normalises uint8 clips on the device
 (``preprocessing.normalize``), runs the model (bf16 autocast, channels_last_3d, optionally
@@ -9,6 +11,7 @@ in flight on a GPU.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -18,7 +21,33 @@ import numpy as np
 import torch
 
 from gifemo.backbones import VideoBackbone
+from gifemo.backbones.preprocessing import DeviceResize
 from gifemo.features.accumulate import ChunkAccumulator
+
+
+def device_clips(batch: dict[str, Any], resize: DeviceResize, dev: torch.device) -> torch.Tensor:
+    """The clips of a :func:`~gifemo.features.accumulate.collate_frames` batch, cut on ``dev``:
+    the batch's one frames tensor is copied there (non-blocking from pinned memory), then each
+    GIF's used frames are resized (one ``interpolate`` per GIF: sizes differ) and cut.
+    Returns (ΣN, 3, ℓ, crop, crop) uint8 in the order of ``batch["gif_index"]``."""
+    flat = batch["frames"].to(dev, non_blocking=True)
+    clip_frames = batch["clip_frames"].to(dev, non_blocking=True)
+    windows = batch["windows"]  # stays on the host: its rows are read
+    shapes = batch["frame_shapes"].tolist()
+    counts = torch.bincount(batch["gif_index"], minlength=len(shapes)).tolist()
+    out, at, first = [], 0, 0
+    for shape, k in zip(shapes, counts, strict=True):
+        n = math.prod(shape)
+        if n and k:
+            frames = flat[at : at + n].view(shape)
+            out.append(
+                resize.clips(frames, clip_frames[first : first + k], windows[first : first + k])
+            )
+        at, first = at + n, first + k
+    if not out:
+        c = resize.transform.crop
+        return torch.zeros((0, 3, clip_frames.shape[1], c, c), dtype=torch.uint8, device=dev)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 class BatchedForward:

@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from gifemo.features.distributed import init_from_env
 from gifemo.features.extract import (
     extract_features,
+    resize_device,
     resolve_device,
     resolve_precision,
     store_identity,
@@ -69,6 +70,7 @@ def extract(cfg: Any) -> FeatureStore:
         dataset.records, dataset_name=dataset.name, model=model, transform=transform,
         sampler=sampler, precision=precision, read_kwargs=read_kwargs, max_clips=max_clips,
         unlisted=unlisted, compile=bool(ex.compile),
+        resize_device=resize_device(str(ex.resize_on), transform, str(ex.clip_dtype), device),
     )  # fmt: skip
     out_dir = Path(
         ex.out_dir or Path(cfg.paths.features_dir) / f"{dataset.name}-{fingerprint[:10]}"
@@ -98,6 +100,7 @@ def extract(cfg: Any) -> FeatureStore:
         channels_last=bool(ex.channels_last),
         clip_dtype=str(ex.clip_dtype),
         compile=bool(ex.compile),
+        resize_on=str(ex.resize_on),
         dataset_name=dataset.name,
         fingerprint=fingerprint,
         unlisted=unlisted,

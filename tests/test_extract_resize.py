@@ -1,0 +1,162 @@
+"""``extract.resize_on=device``: workers send the used frames, the model's device resizes, cuts
+and normalises. On a CPU that is the same kernel as the workers' path, so the store must be
+byte-identical to it (and to the RGB float32 path it replaced), budgets included; the pieces
+(4-channel ``bgr0`` resize, the tensor cut with random windows and flips, the batch of frames)
+are checked against the numpy path they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gifemo.backbones.c3d import C3DTransform
+from gifemo.backbones.preprocessing import (
+    DeviceResize,
+    resize_frames,
+    resize_frames_tensor,
+    used_frames,
+)
+from gifemo.data.clip_dataset import GifClipDataset
+from gifemo.data.clips import AllClips
+from gifemo.data.gif import read_gif
+from gifemo.features.accumulate import collate_frames
+from gifemo.features.extract import extract_features, resize_device, store_identity
+from gifemo.features.forward import device_clips
+from tests.gifmaker import moving_frames, pillow_gif
+from tests.test_extract_fast import BACKBONES, make_gifs, same_files
+
+SIZES = ((30, 40), (37, 53), (128, 171), (21, 200))  # odd sizes, one already at resize_hw
+
+
+def gifs_of_sizes(folder, frames=(20, 1, 33, 16)) -> list:
+    """GIFs of the odd SIZES (records with .id and .path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, ((h, w), t) in enumerate(zip(SIZES, frames, strict=True)):
+        path = pillow_gif(folder / f"s{i}.gif", moving_frames(t, h, w, seed=10 + i))
+        out.append(type("Rec", (), {"id": f"s{i}", "path": path})())
+    return out
+
+
+@pytest.mark.parametrize(
+    "workers", [0, pytest.param(1, marks=pytest.mark.slow)], ids=["in-process", "worker"]
+)
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_device_resize_gives_the_worker_store_byte_for_byte(tmp_path, backbone, workers):
+    recs = make_gifs(tmp_path / "gifs", frames=(16, 9, 12), bad=(1,))
+    recs += gifs_of_sizes(tmp_path / "sizes")
+    model = BACKBONES[backbone]()
+    transform = model.preprocessing.transform(train=False)
+    kw = dict(model=model, transform=transform, batch_clips=3, precision="32", device="cpu",
+              progress=False, chunk_gifs=4, read_kwargs={"read_frames": 30}, max_clips=2)  # fmt: skip
+    ref = extract_features(  # the path before: RGB frames, float32 clips from the workers
+        recs, tmp_path / "ref", num_workers=0, clip_dtype="float32",
+        **{**kw, "read_kwargs": {"read_frames": 30, "pixel_format": "rgb24"}},
+    )  # fmt: skip
+    assert ref.meta["last_run"]["pixel_format"] == "rgb24"
+    stores = {}
+    for name in ("worker", "device"):
+        stores[name] = extract_features(
+            recs, tmp_path / name, num_workers=workers, resize_on=name, **kw
+        )
+        run = stores[name].meta["last_run"]
+        assert (run["resize_on"], run["pixel_format"]) == (name, "bgr0")
+        same_files(tmp_path / "ref", tmp_path / name)
+    # the fingerprint does not depend on where a CPU resizes (only the read_kwargs differ)
+    assert stores["worker"].meta["fingerprint"] == stores["device"].meta["fingerprint"]
+    assert "execution" not in stores["device"].meta
+    store = stores["device"]
+    assert len(store) == 6 and store.failures[0]["id"] == "g1"
+    assert int(np.asarray(store.n_clips).max()) <= 2  # max_clips holds
+    assert int(np.asarray(store.n_frames).max()) == 30  # read_frames holds (33-frame GIF)
+    assert store.meta["last_run"]["device_resize_s"] > 0
+
+
+def test_fingerprint_records_a_non_cpu_resize():
+    model = BACKBONES["c3d_tiny"]()
+    t = model.preprocessing.transform(train=False)
+    kw = dict(dataset_name="d", model=model, transform=t, sampler=AllClips(), precision="32",
+              read_kwargs=None, max_clips=None)  # fmt: skip
+    base, _ = store_identity([], **kw)
+    assert store_identity([], **kw, resize_device="cpu")[0] == base
+    cuda, parts = store_identity([], **kw, resize_device="cuda")
+    assert cuda != base and parts["execution"] == {"resize_on": "device (cuda)"}
+    assert resize_device("device", t, "uint8", "cuda") == "cuda"
+    assert resize_device("worker", t, "uint8", "cuda") is None
+    assert resize_device("device", t, "uint8", "cpu") == "cpu"
+    with pytest.raises(ValueError, match="resize_on"):
+        resize_device("auto", t, "uint8", "cpu")
+
+
+def test_mean_cube_and_float_clips_refuse_device_resize(tmp_path):
+    recs = make_gifs(tmp_path / "gifs", frames=(16, 20), bad=())
+    model = BACKBONES["c3d_tiny"]()
+    np.save(tmp_path / "cube.npy", np.full((16, 128, 171, 3), 90.0, np.float32))
+    cube = C3DTransform(mean_cube=str(tmp_path / "cube.npy"))
+    kw = dict(model=model, num_workers=0, precision="32", device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"resize_on=device .*mean cube"):
+        extract_features(recs, tmp_path / "a", transform=cube, resize_on="device", **kw)
+    with pytest.raises(ValueError, match=r"resize_on=device .*clip_dtype=uint8"):
+        extract_features(recs, tmp_path / "b", clip_dtype="float32", resize_on="device", **kw)
+    store = extract_features(recs, tmp_path / "c", transform=cube, **kw)  # default: worker
+    assert store.meta["last_run"]["resize_on"] == "worker" and len(store) == 2
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_bgr0_frames_resize_and_cut_like_rgb(tmp_path, order):
+    """4-channel resize = 3-channel resize per channel; the numpy cut and the tensor cut of
+    bgr0 frames equal the cut of RGB frames, with random windows and flips."""
+    path = pillow_gif(tmp_path / "a.gif", moving_frames(40, 57, 101, seed=4))
+    rgb, bgr0 = read_gif(path).frames, read_gif(path, pixel_format="bgr0").frames
+    r3, r4 = resize_frames(rgb, (128, 171)), resize_frames(bgr0, (128, 171))
+    assert np.array_equal(r4[..., 2::-1], r3)
+    assert torch.equal(resize_frames_tensor(torch.from_numpy(bgr0)), torch.from_numpy(r4))
+    model = BACKBONES["c3d_tiny" if order == "BGR" else "r2plus1d_tiny"]()
+    assert model.preprocessing.channel_order == order
+    t = model.preprocessing.transform(train=True, output="uint8")
+    clips = AllClips()(len(rgb))
+    used, local = used_frames(clips, len(rgb))
+    ref = t.from_resized(r3[used], local, torch.Generator().manual_seed(5))
+    assert torch.equal(t.from_resized(r4[used], local, torch.Generator().manual_seed(5)), ref)
+    windows = t.windows(len(local.frames), torch.Generator().manual_seed(5))
+    assert len({tuple(w) for w in windows.tolist()}) > 1 and windows[:, 2].any()
+    args = (torch.from_numpy(r4[used]), torch.from_numpy(local.frames), torch.from_numpy(windows))
+    assert torch.equal(t.cut_tensor(*args), ref)  # on a CPU: the numpy cut
+    gathered = t.gather_tensor(*args)  # torch's indexing, the GPU path
+    assert gathered.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(gathered, ref)
+    one = torch.from_numpy(t.windows(len(local.frames)))  # evaluation: one window, one gather
+    assert torch.equal(t.gather_tensor(*args[:2], one), t.cut_tensor(*args[:2], one))
+    rgb_args = (torch.from_numpy(r3[used]), *args[1:])
+    assert torch.equal(t.gather_tensor(*rgb_args), ref)
+    # and through the worker half, the batch of frames and the device half
+    dr = DeviceResize(t)
+    items = [
+        {"index": 0, "id": "a", "path": str(path), "error": None, "n_frames": len(rgb),
+         "mean_delay_ms": 40.0, "truncated": False, "note": None,
+         "clips": dr(bgr0, clips, torch.Generator().manual_seed(5))},
+        {"index": 1, "id": "b", "path": "b.gif", "error": "GifDecodeError: b.gif: bad",
+         "clips": torch.zeros((0, 3, 16, 112, 112)), "n_frames": 0, "mean_delay_ms": np.nan,
+         "truncated": False, "note": None},
+    ]  # fmt: skip
+    batch = collate_frames(items)
+    assert batch["frames"].numel() == len(used) * 57 * 101 * 4
+    assert batch["frame_shapes"].tolist() == [[len(used), 57, 101, 4], [0, 0, 0, 0]]
+    assert batch["failures"][0]["id"] == "b" and batch["gif_index"].tolist() == [0] * len(ref)
+    assert torch.equal(device_clips(batch, dr, torch.device("cpu")), ref)
+
+
+def test_worker_sends_one_frames_tensor_through_shared_memory(tmp_path):
+    recs = gifs_of_sizes(tmp_path / "g")
+    wire = DeviceResize(C3DTransform(output="uint8"))
+    ds = GifClipDataset(recs, sampler=AllClips(), transform=wire,
+                        read_kwargs={"pixel_format": "bgr0"})  # fmt: skip
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=[[0, 1], [2, 3]],
+                                         collate_fn=collate_frames, num_workers=1)  # fmt: skip
+    transform = C3DTransform(output="uint8")
+    for batch, pair in zip(loader, ([0, 1], [2, 3]), strict=True):
+        assert batch["frames"].dtype == torch.uint8 and batch["frames"].ndim == 1
+        ref = torch.cat([transform(read_gif(recs[i].path).frames,
+                                   AllClips()(read_gif(recs[i].path).n_frames)) for i in pair])  # fmt: skip
+        assert torch.equal(device_clips(batch, wire, torch.device("cpu")), ref)

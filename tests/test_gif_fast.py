@@ -1,0 +1,113 @@
+"""read_gif's fast paths give the reference bytes: the direct copy from FFmpeg's BGRA plane
+against swscale's rgb24 conversion (the previous path), and ``pixel_format="bgr0"`` (FFmpeg's
+own layout) against RGB, on GIFs with transparency, every disposal, partial and interlaced
+frames, local palettes, odd sizes, truncation, the composed route and a non-GIF container."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import av
+import numpy as np
+import pytest
+
+from gifemo.data.gif import GifDecodeError, read_gif
+from tests.gifmaker import GifFrame, gif_bytes, moving_frames, pillow_gif, random_palette, write_gif
+from tests.test_gif import feature_frames
+
+BG = (1, 2, 3)
+
+
+def all_routes(path, **kw):
+    """(direct rgb24, swscale rgb24, bgr0) of one file, warnings silenced (truncated files)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (
+            read_gif(path, **kw),
+            read_gif(path, converter="swscale", **kw),
+            read_gif(path, pixel_format="bgr0", **kw),
+        )
+
+
+def assert_same(path, **kw) -> np.ndarray:
+    direct, ref, bgr0 = all_routes(path, **kw)
+    assert direct.frames.flags.c_contiguous and direct.frames.shape[-1] == 3
+    assert np.array_equal(direct.frames, ref.frames)
+    assert bgr0.frames.shape == (*ref.frames.shape[:3], 4)
+    assert np.array_equal(bgr0.frames[..., 2::-1], ref.frames)
+    for g in (direct, bgr0):
+        assert np.array_equal(g.delays_ms, ref.delays_ms)
+        assert (g.truncated, g.frames_in_file) == (ref.truncated, ref.frames_in_file)
+    return ref.frames
+
+
+@pytest.mark.parametrize("transparent", [None, 2])
+@pytest.mark.parametrize("disposal", [0, 1, 2, 3])
+def test_direct_and_bgr0_equal_swscale_on_gif_features(tmp_path, disposal, transparent):
+    frames = feature_frames(disposal, transparent)
+    path = write_gif(tmp_path / "f.gif", 24, 20, frames, palette=random_palette(8, 1),
+                     background_index=4)  # fmt: skip
+    out = assert_same(path, background=BG)
+    if transparent is not None:  # painted transparent pixels survive the direct copy
+        assert (out == BG).all(-1).any()
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 13), (31, 3), (270, 480), (57, 101)])
+def test_odd_sizes_and_real_size(tmp_path, hw):
+    h, w = hw
+    path = pillow_gif(tmp_path / "o.gif", moving_frames(6, h, w, seed=h + w))
+    assert_same(path)
+
+
+def test_padded_rows_of_a_wide_frame(tmp_path):
+    """A width whose BGRA row is not a multiple of FFmpeg's alignment: line_size > 4·W."""
+    path = pillow_gif(tmp_path / "w.gif", moving_frames(3, 5, 17, seed=1))
+    with av.open(str(path)) as c:
+        frame = next(iter(c.decode(video=0)))
+        assert frame.format.name == "bgra" and frame.planes[0].line_size > 4 * frame.width
+    assert_same(path)
+
+
+def test_truncated_read_frames_and_composed_route(tmp_path):
+    path = pillow_gif(tmp_path / "t.gif", moving_frames(9, 30, 40, seed=2))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert all_routes(cut)[0].truncated
+    assert_same(cut)
+    assert_same(path, read_frames=4)
+    # several images in one frame (no Graphic Control Extension): composed from the blocks
+    pal = random_palette(4, 3)
+    blocks = [GifFrame(np.zeros((4, 4), np.uint8)),
+              GifFrame(np.ones((2, 2), np.uint8), left=1, top=1, gce=False)]  # fmt: skip
+    composed = tmp_path / "c.gif"
+    composed.write_bytes(gif_bytes(6, 6, blocks, palette=pal))
+    frames = assert_same(composed)
+    assert len(frames) == 1 and (frames[0, 1:3, 1:3] == pal[1]).all()
+    bgr0 = read_gif(composed, pixel_format="bgr0").frames
+    assert (bgr0[..., 3] == 255).all()
+
+
+def test_non_gif_container_in_bgr0(tmp_path):
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        s = out.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"
+        for f in moving_frames(4, 24, 32):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(s.encode())
+    path = tmp_path / "v.gif"
+    path.write_bytes(buf.getvalue())
+    frames = assert_same(path)
+    assert frames.shape == (4, 24, 32, 3)
+
+
+def test_bad_options_are_refused(tmp_path):
+    path = pillow_gif(tmp_path / "a.gif", moving_frames(2, 8, 8))
+    with pytest.raises(ValueError, match="pixel_format"):
+        read_gif(path, pixel_format="bgr24")
+    with pytest.raises(ValueError, match="converter"):
+        read_gif(path, converter="opencv")
+    with pytest.raises(GifDecodeError):
+        read_gif(tmp_path / "missing.gif", pixel_format="bgr0")
