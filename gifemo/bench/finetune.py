@@ -1,7 +1,8 @@
 """Fine-tuning throughput: training clips/s with and without the clip cache, data-wait share,
 peak memory, and (on a GPU) MFU.
 
-``python -m gifemo.bench finetune [--quick] [--device cpu|cuda|auto] [--steps N] [--batch B]``
+``python -m gifemo.bench finetune [--quick] [--device cpu|cuda|auto] [--steps N] [--batch B]
+[--step on|off|only] [--compile] [--channels-last auto|on|off]``
 
 Self-contained: it writes its own GIFs (Pillow, moving shapes) to a temporary folder, builds C3D
 (full size; tiny channels with ``--quick`` on CPU), and runs a fixed number of training steps of
@@ -11,6 +12,11 @@ For each setting it times ``next(loader)`` (the wait for data) and the step (for
 optimiser, synchronised) separately:
 
 - clips/s = clips trained / (wait + step time); data-wait share = wait / (wait + step);
+- step (``--step on|off|only``): the module's training step inside a real Lightning Trainer
+  against a bare step of the same network on the same device-resident batch, in blocks that
+  alternate within one run (:func:`step_bench`): clips/s of each, module / bare (target ≥ 0.9),
+  first-step times, and with ``--compile`` the same with ``torch.compile``d features and the
+  compile warm-up;
 - MFU = 3 × forward FLOPs per clip (from layer shapes, ``clip_flops``) × clips/s / peak bf16
   FLOP/s of the device (H100/H200 SXM: 989 TFLOP/s dense); "model MFU" leaves the waits out.
 
@@ -18,7 +24,8 @@ Settings: ``no cache`` (every step decodes GIFs in the workers) and ``cache`` (t
 one pass has filled the cache: what epochs ≥ 2 see). For each, the loader is also timed on its
 own (no model): the clips/s the data pipeline can deliver, per worker, and so the number of
 workers a GPU would need — the run prints how many an H100 at 40 % MFU needs for this model.
-JSON goes to ``.bench/finetune.json``.
+JSON goes to ``.bench/finetune.json`` (the step measurement under ``step``: ``eager`` and, with
+``--compile``, ``compiled``).
 """
 
 from __future__ import annotations
@@ -163,47 +170,53 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _StepTimer:
-    """Lightning callback: wall time from the start of step ``skip`` to the end of the last step
-    (synchronised there only, so the steps in between overlap as in a real run)."""
+class _Interleaved:
+    """Lightning callback alternating blocks inside ONE ``fit``: before each block of ``steps``
+    module steps it runs and times ``steps`` bare steps, then times the module's block (wall
+    time from the block's first batch start to its last batch end, synchronised there only, so
+    the steps in between overlap as in a real run). The first ``warmup`` batches are untimed."""
 
-    def __init__(self, skip: int, device: torch.device) -> None:
-        self.skip, self.device = skip, device
-        self.t0 = self.t1 = 0.0
+    def __init__(self, bare_block: Any, *, steps: int, warmup: int, device: torch.device) -> None:
+        self.bare_block, self.steps, self.warmup, self.device = bare_block, steps, warmup, device
+        self.bare: list[float] = []
+        self.module: list[float] = []
         self.first_step_s = 0.0
-        self.steps = 0
+        self.t0 = 0.0
 
     def callback(self) -> Any:
         from lightning.pytorch.callbacks import Callback
 
-        timer = self
+        me = self
 
-        class StepTimer(Callback):
+        class Interleaved(Callback):
             def on_train_batch_start(
                 self, trainer: Any, pl_module: Any, batch: Any, i: int
             ) -> None:
-                if i == 0 or i == timer.skip:
-                    _sync(timer.device)
-                    timer.t0 = time.perf_counter()
+                k = i - me.warmup
+                if k >= 0 and k % me.steps == 0:
+                    me.bare.append(me.bare_block())
+                if i == 0 or (k >= 0 and k % me.steps == 0):
+                    _sync(me.device)
+                    me.t0 = time.perf_counter()
 
             def on_train_batch_end(
                 self, trainer: Any, pl_module: Any, out: Any, batch: Any, i: int
             ) -> None:
+                k = i - me.warmup
                 if i == 0:
-                    _sync(timer.device)
-                    timer.first_step_s = time.perf_counter() - timer.t0
-                if i >= timer.skip:
-                    timer.steps += 1
-                if i == trainer.num_training_batches - 1:
-                    _sync(timer.device)
-                    timer.t1 = time.perf_counter()
+                    _sync(me.device)
+                    me.first_step_s = time.perf_counter() - me.t0
+                elif k >= 0 and k % me.steps == me.steps - 1:
+                    _sync(me.device)
+                    me.module.append(time.perf_counter() - me.t0)
 
-        return StepTimer()
+        return Interleaved()
 
 
 def step_bench(
     *, device: torch.device, tiny: bool, gifs: int, clips_per_gif: int, steps: int, rounds: int,
     warmup: int = 2, compile: bool = False, channels_last: bool | None = None, seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """The module's training step inside a real Lightning Trainer against a bare step of the
     same network, on the same device-resident uint8 batch (no loader), alternating rounds.
@@ -214,9 +227,10 @@ def step_bench(
     Module step: ``Trainer.fit`` of a :class:`FinetuneModule` (same init, SGD, feature dropout
     0.5, no penalty) on a loader yielding that batch, bf16-mixed on CUDA, progress bar on and
     ``log_every_n_steps=10`` as in ``conf/trainer/default.yaml``, no logger / checkpoints / val.
-    Each round times ``steps`` steps after ``warmup`` untimed ones (wall time between the start
-    of the first timed step and the end of the last, synchronised only there). Returns clips/s
-    per round, best and median of each side, and the ratios module / bare (best, median).
+    One ``fit`` of ``warmup + rounds × steps`` batches; a callback runs a block of ``steps`` bare
+    steps before each block of ``steps`` module steps and times both (wall time of the block,
+    synchronised only at its ends), so a noisy shared machine hits both sides alike. Returns
+    clips/s per block, best and median of each side, and the ratios module / bare.
     """
     import lightning as L
     import torch.nn.functional as F
@@ -277,22 +291,23 @@ def step_bench(
         loss.backward()
         opt.step()
 
-    def bare_round() -> tuple[float, float]:
-        _sync(device)
-        t0 = time.perf_counter()
-        bare_step()
-        _sync(device)
-        first = time.perf_counter() - t0
-        for _ in range(warmup - 1):
-            bare_step()
+    def bare_block() -> float:
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             bare_step()
         _sync(device)
-        return n * steps / (time.perf_counter() - t0), first
+        return time.perf_counter() - t0
 
-    # (b) the module's step under Lightning
+    _sync(device)
+    t0 = time.perf_counter()
+    bare_step()
+    _sync(device)
+    first = {"bare": time.perf_counter() - t0}
+    for _ in range(warmup - 1):
+        bare_step()
+
+    # (b) the module's step under Lightning, its blocks alternating with blocks of bare steps
     mbb, mhead = parts()
     kw: dict[str, Any] = {}
     if channels_last is not None:
@@ -302,31 +317,22 @@ def step_bench(
     if compile:
         module.compile_features()
     loader = torch.utils.data.DataLoader(
-        _SameBatch(batch, warmup + steps), batch_size=None, collate_fn=lambda b: b
+        _SameBatch(batch, warmup + rounds * steps), batch_size=None, collate_fn=lambda b: b
     )
-
-    def module_round() -> tuple[float, float]:
-        timer = _StepTimer(warmup, device)
-        trainer = L.Trainer(
-            accelerator="gpu" if gpu else "cpu", devices=1,
-            precision="bf16-mixed" if gpu else "32-true", max_epochs=1, logger=False,
-            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
-            num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
-            callbacks=[timer.callback()],
-        )  # fmt: skip
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer.fit(module, train_dataloaders=loader)
-        return n * timer.steps / (timer.t1 - timer.t0), timer.first_step_s
-
-    bare, mod, first = [], [], {"bare": 0.0, "module": 0.0}
-    for r in range(rounds):
-        b, fb = bare_round()
-        m, fm = module_round()
-        bare.append(b)
-        mod.append(m)
-        if r == 0:
-            first = {"bare": fb, "module": fm}
+    timer = _Interleaved(bare_block, steps=steps, warmup=warmup, device=device)
+    trainer = L.Trainer(
+        accelerator="gpu" if gpu else "cpu", devices=1,
+        precision="bf16-mixed" if gpu else "32-true", max_epochs=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
+        callbacks=[timer.callback()],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=loader)
+    first["module"] = timer.first_step_s
+    bare = [n * steps / s for s in timer.bare]
+    mod = [n * steps / s for s in timer.module]
     med_b, med_m = float(np.median(bare)), float(np.median(mod))
     return {
         "clips_per_step": n, "gifs_per_step": gifs, "steps_per_round": steps, "rounds": rounds,
@@ -335,6 +341,9 @@ def step_bench(
         "bare_best": max(bare), "module_best": max(mod), "bare_median": med_b,
         "module_median": med_m, "ratio_best": max(mod) / max(bare), "ratio_median": med_m / med_b,
         "first_step_s": first,
+        # the process's first compiled step compiles (the bare one runs first; the module's
+        # features share its compiled graph): that step minus a steady bare step
+        "compile_warmup_s": first["bare"] - n / med_b if compile else None,
     }  # fmt: skip
 
 
@@ -405,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         cl = {"auto": None, "on": True, "off": False}[args.channels_last]
         kw = dict(
             device=device, tiny=tiny, gifs=batch, clips_per_gif=args.clips, channels_last=cl,
-            steps=args.step_steps or (20 if tiny or gpu else 2),
-            rounds=args.step_rounds or (5 if tiny else 3 if gpu else 2),
+            steps=args.step_steps or (10 if tiny else 30 if gpu else 2),
+            rounds=args.step_rounds or (6 if tiny else 3 if gpu else 2),
             warmup=2 if tiny or gpu else 1,
         )  # fmt: skip
         step["eager"] = step_bench(**kw)  # type: ignore[arg-type]
@@ -421,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['ratio_best']:>12.3f} {r['first_step_s']['bare']:>15.2f}s "
                   f"{r['first_step_s']['module']:>7.2f}s   ({r['bare_median']:.1f}; "
                   f"{r['module_median']:.1f}; {r['ratio_median']:.3f})")  # fmt: skip
+        if "compiled" in step:
+            print(f"torch.compile warm-up (first compiled step − a steady one): "
+                  f"{step['compiled']['compile_warmup_s']:.1f} s")  # fmt: skip
     if args.step == "only":
         report_only = {"device": torch.cuda.get_device_name(device) if gpu else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
                        "model": "tiny C3D" if tiny else "C3D (full)", "precision": "bf16-mixed" if gpu else "fp32",
