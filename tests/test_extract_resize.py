@@ -21,7 +21,12 @@ from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
 from gifemo.features.accumulate import collate_frames
-from gifemo.features.extract import extract_features, resize_device, store_identity
+from gifemo.features.extract import (
+    extract_features,
+    resize_device,
+    store_identity,
+    worker_read_kwargs,
+)
 from gifemo.features.forward import device_clips
 from tests.gifmaker import moving_frames, pillow_gif
 from tests.test_extract_fast import BACKBONES, make_gifs, same_files
@@ -160,3 +165,27 @@ def test_worker_sends_one_frames_tensor_through_shared_memory(tmp_path):
         ref = torch.cat([transform(read_gif(recs[i].path).frames,
                                    AllClips()(read_gif(recs[i].path).n_frames)) for i in pair])  # fmt: skip
         assert torch.equal(device_clips(batch, wire, torch.device("cpu")), ref)
+
+
+def test_workers_decode_bgr0_only_for_transforms_that_take_it():
+    t = C3DTransform(output="uint8")
+    assert worker_read_kwargs({"read_frames": 3}, t) == {"read_frames": 3, "pixel_format": "bgr0"}
+    assert worker_read_kwargs(None, DeviceResize(t)) == {"pixel_format": "bgr0"}
+    assert worker_read_kwargs({"pixel_format": "rgb24"}, t) == {"pixel_format": "rgb24"}
+
+    class OwnCut(C3DTransform):  # a subclass that cuts its own way may expect RGB
+        def from_resized(self, resized, clips, generator=None, windows=None):
+            return super().from_resized(resized, clips, generator, windows)
+
+    assert worker_read_kwargs(None, OwnCut(output="uint8")) == {}
+    assert worker_read_kwargs(None, lambda frames, clips, generator=None: frames) == {}
+
+
+def test_resize_with_an_index_equals_resizing_the_gathered_frames():
+    frames = np.random.default_rng(0).integers(0, 256, (70, 33, 47, 4), dtype=np.uint8)
+    for index in (np.arange(70), np.arange(5, 69), np.array([0, 3, 3, 9, 40, 69]), np.arange(0)):
+        for size in ((16, 20), (33, 47)):
+            ref = resize_frames(np.ascontiguousarray(frames[index]), size)
+            assert np.array_equal(resize_frames(frames, size, index=index), ref)
+    with pytest.raises(ValueError, match="index reaches frame 70"):
+        resize_frames(frames, (16, 20), index=np.array([1, 70]))

@@ -47,8 +47,12 @@ _RESIZE_CHUNK = 32  # frames per interpolate call: bounds the temporary memory
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
-def resize_frames(frames: np.ndarray, size: tuple[int, int] = (128, 171)) -> np.ndarray:
+def resize_frames(
+    frames: np.ndarray, size: tuple[int, int] = (128, 171), index: np.ndarray | None = None
+) -> np.ndarray:
     """(T, H, W, C) uint8 → (T, *size, C) uint8, bilinear; C = 3 (RGB) or 4 (``bgr0``).
+    ``index``: resize ``frames[index]`` instead, without copying them first (a run of
+    consecutive frames is a view; otherwise each chunk is gathered on its own).
 
     ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
     antialias=False)`` on uint8: half-pixel centres, source coordinates clamped at the border,
@@ -60,13 +64,22 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int] = (128, 171)) -> np.
     """
     _check_frames(frames)
     size = (int(size[0]), int(size[1]))
-    t = frames.shape[0]
+    if index is not None:
+        index = np.asarray(index, np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= len(frames)):
+            raise ValueError(f"index reaches frame {index.max()}, but there are {len(frames)}")
+        if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+            frames, index = frames[index[0] : index[0] + len(index)], None  # a view
+    t = frames.shape[0] if index is None else len(index)
     out = np.empty((t, *size, frames.shape[-1]), np.uint8)
-    if frames.shape[1:3] == size:
-        out[...] = frames
-        return out
     for i in range(0, t, _RESIZE_CHUNK):
-        x = torch.from_numpy(np.ascontiguousarray(frames[i : i + _RESIZE_CHUNK]))
+        part = (
+            frames[i : i + _RESIZE_CHUNK] if index is None else frames[index[i : i + _RESIZE_CHUNK]]
+        )
+        if frames.shape[1:3] == size:
+            out[i : i + _RESIZE_CHUNK] = part
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(part))
         out[i : i + _RESIZE_CHUNK] = _resize_nhwc(x, size).numpy()
     return out
 
@@ -302,7 +315,7 @@ class ClipTransform:
         """(T, H, W, 3) uint8 RGB (or (T, H, W, 4) ``bgr0``) frames → (N, 3, ℓ, crop, crop);
         only the frames used are resized."""
         used, remapped = used_frames(clips, len(frames))
-        resized = resize_frames(frames[used], self.resize_hw)
+        resized = resize_frames(frames, self.resize_hw, index=used)
         return self.from_resized(resized, remapped, generator)
 
     def channels(self, n_channels: int) -> list[int]:

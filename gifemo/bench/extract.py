@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader
 
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
 from gifemo.backbones.preprocessing import (
+    ClipTransform,
     DeviceResize,
     resize_frames,
     resize_frames_tensor,
@@ -131,9 +132,9 @@ def make_gifs(
     return [_Rec(f"r{i:05d}", paths[i % n_unique]) for i in range(n_records)]
 
 
-# The loader paths the worker profile compares, one worker each: (what the worker runs,
-# read_gif's pixel layout, converter); "before" is the path this replaced (RGB via swscale,
-# resize and cut in the worker), "worker" and "device" are resize_on=worker|device now.
+# The loader paths the worker profile compares, one worker each: "before" is the path this
+# replaced (RGB via swscale, the used frames gathered then resized, cut in the worker),
+# "worker" and "device" are resize_on=worker|device now (bgr0, no gather before the resize).
 LOADER_PATHS = ("before", "worker", "device")
 STAGES = (
     "decode_before", "decode_rgb", "decode", "resize_rgb", "resize", "cut_rgb", "cut",
@@ -193,9 +194,9 @@ def worker_profile(
                 marks = [time.perf_counter()]
                 idx = sampler(len(bgr0))
                 used, local = used_frames(idx, len(bgr0))
-                r3 = resize_frames(rgb[used], transform.resize_hw)
+                r3 = resize_frames(rgb[used], transform.resize_hw)  # as before: a gather first
                 marks.append(time.perf_counter())
-                r4 = resize_frames(bgr0[used], transform.resize_hw)
+                r4 = resize_frames(bgr0, transform.resize_hw, index=used)  # as workers do now
                 marks.append(time.perf_counter())
                 wire.from_resized(r3, local)
                 marks.append(time.perf_counter())
@@ -252,6 +253,16 @@ def worker_profile(
     return out
 
 
+class _GatherFirst(ClipTransform):
+    """The worker's transform before: the used frames gathered (copied) first, then resized."""
+
+    def __call__(
+        self, frames: np.ndarray, clips: Any, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        used, local = used_frames(clips, len(frames))
+        return self.from_resized(resize_frames(frames[used], self.resize_hw), local, generator)
+
+
 def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -> float:
     """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch) for one of
     :data:`LOADER_PATHS`, no model."""
@@ -260,6 +271,7 @@ def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -
     transform: Any = wire
     if path == "before":
         read_kwargs = {"pixel_format": "rgb24", "converter": "swscale"}
+        transform = _GatherFirst(wire.preprocessing, output="uint8")
     elif path == "device":
         transform, collate = DeviceResize(wire), collate_frames
     ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs)

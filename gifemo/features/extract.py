@@ -150,9 +150,13 @@ def resize_device(resize_on: str, transform: Any, clip_dtype: str, device: str) 
 
 def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[str, Any]:
     """``read_kwargs`` plus FFmpeg's own ``bgr0`` layout where the transform takes it (a
-    :class:`ClipTransform` or :class:`DeviceResize`: the same clips, no RGB conversion)."""
+    :class:`ClipTransform` that does not override how it cuts, or :class:`DeviceResize`: the
+    same clips, no RGB conversion)."""
     out = dict(read_kwargs or {})
-    if isinstance(wire, (ClipTransform, DeviceResize)):
+    plain = isinstance(wire, ClipTransform) and all(
+        getattr(type(wire), m) is getattr(ClipTransform, m) for m in ("__call__", "from_resized")
+    )
+    if plain or isinstance(wire, DeviceResize):
         out.setdefault("pixel_format", "bgr0")
     return out
 
