@@ -88,7 +88,7 @@ def _check_frames(frames: np.ndarray | torch.Tensor) -> None:
     uint8 = frames.dtype in (np.uint8, torch.uint8)
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or not uint8:
         raise ValueError(
-            f"frames must be (T, H, W, 3) RGB or (T, H, W, 4) bgr0 uint8, got "
+            f"frames must be (T, H, W, 3) uint8 RGB or (T, H, W, 4) uint8 bgr0, got "
             f"{tuple(frames.shape)} {frames.dtype}"
         )
 
@@ -403,8 +403,8 @@ class ClipTransform:
         ):
             h, w = p.resize_hw
             raise ValueError(
-                f"resized frames must be (T, {h}, {w}, 3|4) uint8, got {resized.shape} "
-                f"{resized.dtype}"
+                f"resized frames must be (T, {h}, {w}, 3) uint8 RGB or (T, {h}, {w}, 4) uint8 "
+                f"bgr0, got {resized.shape} {resized.dtype}"
             )
         if clips.frames.ndim != 2:
             raise ValueError(f"clip indices must be (N, clip_len), got {clips.frames.shape}")
