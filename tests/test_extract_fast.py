@@ -260,8 +260,10 @@ def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
             lo["clips_per_s_per_worker"] / prof["decode_only_clips_per_s"], rel=1e-2
         )
     assert "resize" not in prof["loader_device"]["share"]  # the device path's worker only decodes
-    # the device path sends used frames (48x36, 4 bytes a pixel), the others 112x112x3x16 clips
-    assert prof["loader_worker"]["bytes_per_clip"] == 16 * 112 * 112 * 3
+    # before: 112x112x3x16 clips; now (worker): each used frame's crop once, fewer bytes as
+    # clips overlap; device: the used frames (48x36, 4 bytes a pixel)
+    assert prof["loader_before"]["bytes_per_clip"] == 16 * 112 * 112 * 3
+    assert prof["loader_worker"]["bytes_per_clip"] < prof["loader_before"]["bytes_per_clip"]
     assert prof["decode_only_clips_per_s"] == pytest.approx(1e3 / st["decode"], rel=1e-3)
     assert prof["decode_only_clips_per_s_before"] == pytest.approx(
         1e3 / st["decode_before"], rel=1e-3

@@ -13,6 +13,7 @@ import torch
 from gifemo.backbones.c3d import C3DTransform
 from gifemo.backbones.preprocessing import (
     DeviceResize,
+    SharedCrops,
     resize_frames,
     resize_frames_tensor,
     used_frames,
@@ -20,12 +21,13 @@ from gifemo.backbones.preprocessing import (
 from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.features.accumulate import collate_frames
+from gifemo.features.accumulate import collate_crops, collate_frames, gather_clips
 from gifemo.features.extract import (
     extract_features,
     resize_device,
     store_identity,
     worker_read_kwargs,
+    worker_wire,
 )
 from gifemo.features.forward import device_clips
 from tests.gifmaker import moving_frames, pillow_gif
@@ -75,7 +77,7 @@ def test_device_resize_gives_the_worker_store_byte_for_byte(tmp_path, backbone, 
     assert len(store) == 6 and store.failures[0]["id"] == "g1"
     assert int(np.asarray(store.n_clips).max()) <= 2  # max_clips holds
     assert int(np.asarray(store.n_frames).max()) == 30  # read_frames holds (33-frame GIF)
-    assert store.meta["last_run"]["device_resize_s"] > 0
+    assert store.meta["last_run"]["device_cut_s"] > 0
 
 
 def test_fingerprint_records_a_non_cpu_resize():
@@ -189,3 +191,28 @@ def test_resize_with_an_index_equals_resizing_the_gathered_frames():
             assert np.array_equal(resize_frames(frames, size, index=index), ref)
     with pytest.raises(ValueError, match="index reaches frame 70"):
         resize_frames(frames, (16, 20), index=np.array([1, 70]))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_worker_crops_gathered_after_the_transfer_equal_the_clips(tmp_path, backbone):
+    """resize_on=worker, evaluation: each used frame's crop once through one shared tensor
+    per batch, clips gathered in the main process — the transform's clips byte for byte, in
+    fewer bytes (clips overlap)."""
+    recs = gifs_of_sizes(tmp_path / "g")
+    transform = BACKBONES[backbone]().preprocessing.transform(train=False, output="uint8")
+    wire = worker_wire(transform, "worker")
+    assert isinstance(wire, SharedCrops) and worker_wire(transform, "device").transform is transform
+    ds = GifClipDataset(recs, sampler=AllClips(), transform=wire,
+                        read_kwargs=worker_read_kwargs(None, wire))  # fmt: skip
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=[[0, 1], [2, 3]],
+                                         collate_fn=collate_crops, num_workers=1)  # fmt: skip
+    for batch, pair in zip(loader, ([0, 1], [2, 3]), strict=True):
+        ref = torch.cat([transform(g.frames, AllClips()(g.n_frames))
+                         for g in (read_gif(recs[i].path) for i in pair)])  # fmt: skip
+        assert batch["crops"].shape[1:] == (112, 112, 3)
+        assert batch["crops"].numel() < ref.numel()
+        assert torch.equal(gather_clips(batch, torch.device("cpu")), ref)
+    train = BACKBONES[backbone]().preprocessing.transform(train=True, output="uint8")
+    assert worker_wire(train, "worker") is train  # random windows: clips cut in the worker
+    with pytest.raises(ValueError, match="evaluation uint8"):
+        SharedCrops(train)

@@ -69,6 +69,7 @@ from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
 from gifemo.backbones.preprocessing import (
     ClipTransform,
     DeviceResize,
+    SharedCrops,
     resize_frames,
     resize_frames_tensor,
     used_frames,
@@ -76,7 +77,7 @@ from gifemo.backbones.preprocessing import (
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.features.accumulate import collate_frames
+from gifemo.features.accumulate import collate_crops, collate_frames
 from gifemo.features.extract import extract_features, resolve_device, wire_transform
 
 PEAK_BF16_TFLOPS = 989.4  # H100/H200 SXM dense BF16 tensor cores
@@ -133,8 +134,9 @@ def make_gifs(
 
 
 # The loader paths the worker profile compares, one worker each: "before" is the path this
-# replaced (RGB via swscale, the used frames gathered then resized, cut in the worker),
-# "worker" and "device" are resize_on=worker|device now (bgr0, no gather before the resize).
+# replaced (RGB via swscale, the used frames gathered then resized, clips cut in the worker),
+# "worker" and "device" are resize_on=worker|device now (bgr0, no gather before the resize;
+# worker: per-frame crops, clips gathered after the transfer).
 LOADER_PATHS = ("before", "worker", "device")
 STAGES = (
     "decode_before", "decode_rgb", "decode", "resize_rgb", "resize", "cut_rgb", "cut",
@@ -160,8 +162,9 @@ def worker_profile(
     Stages (this process, over the distinct GIFs): ``decode_before`` (``read_gif`` RGB through
     swscale, the previous decode), ``decode_rgb`` (``read_gif`` RGB, direct copy), ``decode``
     (``read_gif(pixel_format="bgr0")``, what workers run now), ``resize_rgb`` / ``resize``
-    (the frames the clips use, 3 / 4 channels), ``cut_rgb`` / ``cut`` (uint8 clips,
-    ``from_resized``), ``device_cut`` (resize + cut of the used frames as
+    (the frames the clips use, 3 / 4 channels), ``cut_rgb`` (uint8 clips, ``from_resized``:
+    before), ``cut`` (each used frame's crop once, :class:`SharedCrops`: now; the clips are
+    gathered from them after the transfer), ``device_cut`` (resize + cut of the used frames as
     ``resize_on=device`` does on the model's device — here this CPU). Loaders
     (:data:`LOADER_PATHS`): ``GifClipDataset`` + its collate through a DataLoader with one
     worker, two GIFs per batch (as extraction loads them), no model. Stages and loaders
@@ -172,11 +175,11 @@ def worker_profile(
     sum of its stages (pickling, shared memory, collation, the main process's side).
     """
     sampler, wire = AllClips(), wire_transform(transform, "uint8")
-    deferred = DeviceResize(wire)
+    deferred, shared = DeviceResize(wire), SharedCrops(wire)
     distinct = list({str(r.path): r for r in records}.values())
     best = dict.fromkeys(STAGES, float("inf"))
     rates = dict.fromkeys(LOADER_PATHS, 0.0)
-    clips_seen, wire_bytes = 0, {"clips": 0, "frames": 0}
+    clips_seen, wire_bytes = 0, {"clips": 0, "crops": 0, "frames": 0}
     part = seconds / rounds / (1 + len(LOADER_PATHS))
     for _ in range(rounds):
         t = dict.fromkeys(best, 0.0)
@@ -200,7 +203,7 @@ def worker_profile(
                 marks.append(time.perf_counter())
                 wire.from_resized(r3, local)
                 marks.append(time.perf_counter())
-                cut = wire.from_resized(r4, local)
+                crops = shared.crop(r4, local)  # the worker's cut now: each frame's crop once
                 marks.append(time.perf_counter())
                 sent = deferred(bgr0, idx)
                 deferred.clips(torch.from_numpy(bgr0[sent.used]), torch.from_numpy(sent.clips),
@@ -209,7 +212,8 @@ def worker_profile(
                 for k, a, b in zip(STAGES[3:], marks[:-1], marks[1:], strict=True):
                     t[k] += b - a
                 clips += len(idx.starts)
-                wire_bytes["clips"] += cut.numel()
+                wire_bytes["clips"] += len(idx.starts) * 3 * idx.frames.shape[1] * wire.crop**2
+                wire_bytes["crops"] += crops.crops.nbytes
                 wire_bytes["frames"] += bgr0[used].nbytes
         clips_seen += clips
         best = {k: min(best[k], 1e3 * t[k] / clips) for k in best}
@@ -241,7 +245,7 @@ def worker_profile(
             "clips_per_s_per_worker": round(rates[path], 2),
             "ms_per_clip": round(total, 3),
             "ipc_ms_per_clip": round(rest, 3),
-            "bytes_per_clip": per_clip["frames" if path == "device" else "clips"],
+            "bytes_per_clip": per_clip[{"before": "clips", "worker": "crops"}.get(path, "frames")],
             "share_of_decode_bound": round(rates[path] / decode_rate, 3),
             "share_of_decode_bound_before": round(rates[path] / before_rate, 3),
             "share": {  # of the stages' sum plus the rest
@@ -274,6 +278,8 @@ def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -
         transform = _GatherFirst(wire.preprocessing, output="uint8")
     elif path == "device":
         transform, collate = DeviceResize(wire), collate_frames
+    else:
+        transform, collate = SharedCrops(wire), collate_crops
     ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs)
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
@@ -524,7 +530,7 @@ def main(argv: list[str]) -> int:
                 )  # fmt: skip
                 feats[name], run = np.asarray(store.visual), store.meta["last_run"]
                 clips, wait = run["clips"], run["data_wait_s"]
-                extra = {"resize_on": run["resize_on"], "device_resize_s": run["device_resize_s"]}
+                extra = {k: run[k] for k in ("resize_on", "wire", "device_cut_s")}
             seconds = time.perf_counter() - t0
             rate = clips / seconds
             results[name] = {

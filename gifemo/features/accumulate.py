@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gifemo.backbones.preprocessing import UsedFrames
+from gifemo.backbones.preprocessing import FrameCrops, UsedFrames
 from gifemo.data.clip_dataset import collate_clips
 from gifemo.features.store import Shard
 
@@ -32,6 +32,62 @@ def chunk_batches(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) 
         lo, hi = c * chunk_gifs, min(n, (c + 1) * chunk_gifs)
         batches += [list(range(s, min(hi, s + load_gifs))) for s in range(lo, hi, load_gifs)]
     return batches
+
+
+def _shared_uint8(total: int) -> torch.Tensor:
+    """A flat uint8 tensor, in shared memory inside a DataLoader worker (one copy, one
+    transfer to the main process)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(total, dtype=torch.uint8)
+    base = torch.empty(0, dtype=torch.uint8)
+    return base.new(base._typed_storage()._new_shared(total))
+
+
+def collate_crops(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loader batch of items whose ``clips`` are :class:`FrameCrops` (evaluation clips,
+    ``resize_on=worker``). The keys of :func:`~gifemo.data.clip_dataset.collate_clips` except
+    ``clips``, plus ``crops`` (ΣU, crop, crop, 3) uint8 — every GIF's cropped used frames in
+    ONE tensor (shared memory in a worker) — and ``clip_frames`` (ΣN, ℓ) long, each clip's
+    rows of ``crops``; the clips are ``crops[clip_frames]`` (:func:`gather_clips`)."""
+    payloads = [None if it.get("error") else it["clips"] for it in items]
+    for p in payloads:
+        if p is not None and not isinstance(p, FrameCrops):
+            raise TypeError(f"collate_crops needs FrameCrops items, got {type(p).__name__}")
+    empty = torch.zeros((0, 3, 1, 1, 1), dtype=torch.uint8)
+    batch = collate_clips([{**it, "clips": empty} for it in items])  # the per-GIF fields
+    del batch["clips"]
+    real = [p for p in payloads if p is not None]
+    side = real[0].crops.shape[1] if real else 0
+    rows = sum(len(p.crops) for p in real)
+    flat = _shared_uint8(rows * side * side * 3)
+    crops = flat.view(rows, side, side, 3) if real else flat.view(0, 0, 0, 3)
+    view, at, index = crops.numpy(), 0, []
+    for p in real:
+        view[at : at + len(p.crops)] = p.crops
+        index.append(p.clips + at)
+        at += len(p.crops)
+    ell = real[0].clips.shape[1] if real else 0
+    counts = torch.tensor([0 if p is None else len(p.clips) for p in payloads], dtype=torch.long)
+    batch.update(
+        crops=crops,
+        clip_frames=torch.from_numpy(
+            np.concatenate(index) if index else np.zeros((0, ell), np.int64)
+        ),
+        gif_index=torch.repeat_interleave(torch.arange(len(items)), counts),
+    )
+    return batch
+
+
+def gather_clips(batch: dict[str, Any], dev: torch.device) -> torch.Tensor:
+    """The clips of a :func:`collate_crops` batch on ``dev``: (ΣN, 3, ℓ, crop, crop) uint8
+    (channels_last_3d memory). On a CPU numpy's row gather; elsewhere torch's, after a
+    non-blocking copy of the crops."""
+    crops, index = batch["crops"], batch["clip_frames"]
+    if dev.type == "cpu":
+        clips = torch.from_numpy(np.take(crops.numpy(), index.numpy(), axis=0))
+    else:
+        clips = crops.to(dev, non_blocking=True)[index.to(dev, non_blocking=True)]
+    return clips.permute(0, 4, 1, 2, 3)  # (N, ℓ, c, c, 3) → (N, 3, ℓ, c, c)
 
 
 def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,11 +109,7 @@ def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
     del batch["clips"]
     shapes = [(0, 0, 0, 0) if p is None else (len(p.used), *p.frames.shape[1:]) for p in payloads]
     total = sum(math.prod(s) for s in shapes)
-    flat = torch.empty(0, dtype=torch.uint8)
-    if torch.utils.data.get_worker_info() is not None:  # write into shared memory directly
-        flat = flat.new(flat._typed_storage()._new_shared(total))
-    else:
-        flat = torch.empty(total, dtype=torch.uint8)
+    flat = _shared_uint8(total)  # written directly, in shared memory in a worker
     view, at = flat.numpy(), 0
     for p, shape in zip(payloads, shapes, strict=True):
         n = math.prod(shape)

@@ -69,10 +69,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
-from gifemo.backbones.preprocessing import ClipTransform, DeviceResize
+from gifemo.backbones.preprocessing import ClipTransform, DeviceResize, SharedCrops
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
-from gifemo.features.accumulate import ChunkAccumulator, chunk_batches, collate_frames
+from gifemo.features.accumulate import (
+    ChunkAccumulator,
+    chunk_batches,
+    collate_crops,
+    collate_frames,
+    gather_clips,
+)
 from gifemo.features.distributed import current
 from gifemo.features.forward import BatchedForward, device_clips
 from gifemo.features.store import (
@@ -153,12 +159,28 @@ def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[st
     :class:`ClipTransform` that does not override how it cuts, or :class:`DeviceResize`: the
     same clips, no RGB conversion)."""
     out = dict(read_kwargs or {})
-    plain = isinstance(wire, ClipTransform) and all(
-        getattr(type(wire), m) is getattr(ClipTransform, m) for m in ("__call__", "from_resized")
-    )
-    if plain or isinstance(wire, DeviceResize):
+    if _plain(wire) or isinstance(wire, (DeviceResize, SharedCrops)):
         out.setdefault("pixel_format", "bgr0")
     return out
+
+
+def _plain(wire: Any) -> bool:
+    """A :class:`ClipTransform` that does not override how it cuts."""
+    return isinstance(wire, ClipTransform) and all(
+        getattr(type(wire), m) is getattr(ClipTransform, m) for m in ("__call__", "from_resized")
+    )
+
+
+def worker_wire(wire: Any, resize_on: str) -> Any:
+    """What the workers run: :class:`DeviceResize` (``resize_on=device``); for an evaluation
+    uint8 :class:`ClipTransform` with ``resize_on=worker``, :class:`SharedCrops` (each used
+    frame's crop once, clips gathered after the transfer: about half the bytes of the
+    overlapping clips); else ``wire``."""
+    if resize_on == "device":
+        return DeviceResize(wire)
+    if _plain(wire) and wire.output == "uint8" and not wire.train:
+        return SharedCrops(wire)
+    return wire
 
 
 def resolve_device(device: str) -> torch.device:
@@ -235,11 +257,11 @@ IDENTITY_FIELDS = (
 def _loader(
     dataset: GifClipDataset, batches: list[list[int]], num_workers: int, dev: torch.device
 ) -> DataLoader:
-    frames = isinstance(dataset.transform, DeviceResize)
+    collate: dict[type, Any] = {DeviceResize: collate_frames, SharedCrops: collate_crops}
     return DataLoader(
         dataset,
         batch_sampler=batches,
-        collate_fn=collate_frames if frames else collate_clips,
+        collate_fn=collate.get(type(dataset.transform), collate_clips),
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
         prefetch_factor=4 if num_workers > 0 else None,
@@ -336,29 +358,29 @@ def extract_features(
         normalize=wire.preprocessing.normalize if wire is not transform else None,
     )  # fmt: skip
     uint8 = wire is not transform
-    if resize_on == "device":
-        wire = DeviceResize(wire)
+    wire = worker_wire(wire, resize_on)
     dataset = GifClipDataset(
         list(records), sampler=sampler, transform=wire,
         read_kwargs=worker_read_kwargs(read_kwargs, wire), max_clips=max_clips,
     )  # fmt: skip
     batches = chunk_batches(todo, n, chunk_gifs, load_gifs)
     t_start = time.perf_counter()
-    data_wait_s, resize_s = _run_chunks(
+    data_wait_s, cut_s = _run_chunks(
         records, _loader(dataset, batches, num_workers, dev), batches, work, forward,
         chunk_gifs=chunk_gifs, progress=progress and ranks.main,
         label=f"{type(model).__name__} features",
         resize=wire if isinstance(wire, DeviceResize) else None,
     )  # fmt: skip
     seconds = time.perf_counter() - t_start
-    chunks, clips, wait_s, compute_s, resize_s = ranks.sum(
-        [len(todo), forward.clips, data_wait_s, forward.compute_s, resize_s]
+    chunks, clips, wait_s, compute_s, cut_s = ranks.sum(
+        [len(todo), forward.clips, data_wait_s, forward.compute_s, cut_s]
     )
     last_run = {
         "device": str(dev),
         "channels_last_3d": bool(channels_last),
         "clip_dtype": "uint8" if uint8 else "float32",
         "resize_on": resize_on,
+        "wire": {DeviceResize: "frames", SharedCrops: "crops"}.get(type(wire), "clips"),
         "pixel_format": dataset.read_kwargs.get("pixel_format", "rgb24"),
         "threads": torch.get_num_threads(),
         "world_size": ranks.world,
@@ -367,7 +389,7 @@ def extract_features(
         "clips": int(clips),  # the sums below are over the ranks
         "data_wait_s": round(wait_s, 3),
         "compute_s": round(compute_s, 3),
-        "device_resize_s": round(resize_s, 3),  # resize + cut on the device (resize_on=device)
+        "device_cut_s": round(cut_s, 3),  # clips made on the device (gather, or resize + cut)
     }
     if compile:
         last_run["compile_warmup_s"] = forward.compile_warmup_s
@@ -416,9 +438,10 @@ def _run_chunks(
     resize: DeviceResize | None = None,
 ) -> tuple[float, float]:
     """Feed the loader's batches through ``forward``; write each finished chunk as a shard.
-    With ``resize`` the batches hold used frames, cut into clips on the device first.
+    Batches of used frames (``resize``) or of frame crops are made into clips on the device
+    first.
 
-    Returns the seconds spent waiting for data and cutting clips on the device.
+    Returns the seconds spent waiting for data and making clips on the device.
     """
     n = len(records)
     bar = tqdm(total=sum(len(b) for b in batches), unit="gif", disable=not progress)
@@ -430,9 +453,13 @@ def _run_chunks(
         t0 = time.perf_counter()
         batch = next(it)
         data_wait_s += time.perf_counter() - t0
-        if resize is not None:
+        if resize is not None or "crops" in batch:
             t0 = time.perf_counter()
-            batch["clips"] = device_clips(batch, resize, forward.dev)
+            batch["clips"] = (
+                device_clips(batch, resize, forward.dev)
+                if resize is not None
+                else gather_clips(batch, forward.dev)
+            )
             resize_s += time.perf_counter() - t0
         if acc is None:
             lo = int(batch["index"][0]) // chunk_gifs * chunk_gifs
