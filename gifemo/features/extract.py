@@ -27,7 +27,11 @@ clips use and cut the clips (crop, channel order) as uint8 — a quarter of the 
 through shared memory, pinning and the host-to-device copy; the model's device converts and
 normalises them (``preprocessing.normalize``), as fine-tuning does. The clips the model sees are
 bit-identical to the float32 path's (``tests/test_extract_fast.py``), so the store and its
-fingerprint do not depend on it; a C3D mean cube (per-crop means) keeps the float32 path.
+fingerprint do not depend on it; a C3D mean cube (per-crop means) keeps the float32 path. With
+the evaluation transform (one crop window for every clip) workers send each used frame's crop
+once instead of the clips (:class:`SharedCrops`, one shared tensor per loader batch) and the
+clips are gathered after the transfer: clips overlap (16 frames, stride 8), so this is about
+half the bytes, and the same clips.
 
 Where the resize runs (``resize_on``): ``worker`` — as above; ``device`` — workers only
 decode and send the frames the clips use, uint8 at their own size (one flat tensor per loader
@@ -36,8 +40,8 @@ same ``interpolate`` call on the same chunks of frames, one call per GIF), cuts 
 On a CPU that is the same kernel, so the store is byte-identical and the fingerprint does not
 change (``tests/test_extract_resize.py``); on CUDA the uint8 bilinear kernel may round
 differently (within 1), so the fingerprint records ``resize_on`` there (``execution``).
-``worker`` is the default: a 480×270 GIF's used frames are ~7.5× the bytes of its uint8 clips,
-and one worker's loader measured 108 clips/s with ``worker`` against 76 with ``device`` (the
+``worker`` is the default: a 480×270 GIF's used frames are ~14× the bytes of its frame crops,
+and one worker's loader measured 123 clips/s with ``worker`` against 79 with ``device`` (the
 shared-memory transfer costs more than the resize it saves; docs/extraction.md). The device
 path cannot run with float32 clips, a mean cube or a transform that is not a uint8
 :class:`ClipTransform` (refused, naming the option). Either way workers decode to FFmpeg's
