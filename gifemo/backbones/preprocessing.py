@@ -32,6 +32,7 @@ cropping — cutting the cube with the same window as the clip is the identical 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,16 @@ def _sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def channel_constants(values: tuple[float, ...], device: str) -> torch.Tensor:
+    """(3, 1, 1, 1) float32 per-channel ``values`` on ``device``, made once per device.
+
+    Made per call, ``torch.tensor(..., device="cuda")`` is a copy from pageable host memory,
+    which synchronises the CUDA stream on every batch; the cached tensor is read-only by use.
+    """
+    return torch.tensor(values, dtype=torch.float32, device=device).reshape(3, 1, 1, 1)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What a backbone's weights expect of their input (see the module notes).
@@ -222,13 +233,13 @@ class Preprocessing:
             return clips
         if self._cube is not None:
             raise ValueError("uint8 clips cannot take a mean cube (it depends on each crop)")
-        dev = clips.device
+        dev = str(clips.device)
         x = clips.to(torch.float32)
         if self.divisor != 1.0:
             x = x / self.divisor
-        x = x - torch.tensor(self.mean, dtype=torch.float32, device=dev).reshape(3, 1, 1, 1)
+        x = x - channel_constants(tuple(self.mean), dev)
         if self.std != (1.0, 1.0, 1.0):
-            x = x / torch.tensor(self.std, dtype=torch.float32, device=dev).reshape(3, 1, 1, 1)
+            x = x / channel_constants(tuple(self.std), dev)
         return x
 
     def describe(self) -> dict[str, Any]:

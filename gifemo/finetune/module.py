@@ -258,8 +258,6 @@ class FinetuneModule(L.LightningModule):
         if compile:
             self.compile_features()
         self._step_clock: dict[str, float] = {}
-        self._norm_key: str | None = None
-        self._norm: tuple[Tensor, Tensor] = (torch.zeros(3), torch.ones(3))
         self.first_step_s: float | None = None  # wall time of this process's first step
         self.step_s: float | None = None  # mean wall time of the next TIMED_STEPS steps
         pw = (
@@ -365,40 +363,15 @@ class FinetuneModule(L.LightningModule):
         uint8 clips (a transform with ``output="uint8"``) are normalised here, on the model's
         device, by ``backbone.preprocessing.normalize``; float clips are used as given.
         """
-        clips = self._normalize(clips.contiguous(memory_format=self._memory_format))
+        clips = self.backbone.preprocessing.normalize(
+            clips.contiguous(memory_format=self._memory_format)
+        )
         if self.backbone_frozen:
             with torch.no_grad():
                 h = self._features(clips)  # (N, d)
         else:
             h = self._features(clips)  # (N, d)
         return self.head(self._dropout(h, batch))  # (N, t)
-
-    def _normalize(self, clips: Tensor) -> Tensor:
-        """``backbone.preprocessing.normalize`` with its constants kept on the clips' device.
-
-        The same float32 operations in the same order (bit-identical), but the per-channel mean
-        and std are made once per device instead of ``torch.tensor(..., device=...)`` per call:
-        a host→device copy from pageable memory, which synchronises the stream on CUDA."""
-        pre = self.backbone.preprocessing
-        if clips.dtype != torch.uint8 or getattr(pre, "_cube", None) is not None:
-            return pre.normalize(clips)  # float clips pass; a mean cube refuses uint8 there
-        key = str(clips.device)
-        if self._norm_key != key:
-            self._norm = (
-                torch.tensor(pre.mean, dtype=torch.float32, device=clips.device).reshape(
-                    3, 1, 1, 1
-                ),
-                torch.tensor(pre.std, dtype=torch.float32, device=clips.device).reshape(3, 1, 1, 1),
-            )
-            self._norm_key = key
-        mean, std = self._norm
-        x = clips.to(torch.float32)
-        if pre.divisor != 1.0:
-            x = x / pre.divisor
-        x = x - mean
-        if tuple(pre.std) != (1.0, 1.0, 1.0):
-            x = x / std
-        return x
 
     def gif_logits(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Per-GIF mean logits (B, t) and clip counts (B,) from a ``collate_clips`` batch."""
