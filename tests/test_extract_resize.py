@@ -216,3 +216,40 @@ def test_worker_crops_gathered_after_the_transfer_equal_the_clips(tmp_path, back
     assert worker_wire(train, "worker") is train  # random windows: clips cut in the worker
     with pytest.raises(ValueError, match="evaluation uint8"):
         SharedCrops(train)
+
+
+def _naive_bilinear(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Half-pixel bilinear (align_corners=False, no antialias, source clamped at 0 and the last
+    row/column) in float64, one output pixel at a time: the formula torch and OpenCV document."""
+    H, W = img.shape[:2]
+    out = np.empty((h, w, img.shape[2]))
+    for i in range(h):
+        sy = max((i + 0.5) * H / h - 0.5, 0.0)
+        y0 = int(sy)
+        y1, ly = min(y0 + 1, H - 1), sy - y0
+        for j in range(w):
+            sx = max((j + 0.5) * W / w - 0.5, 0.0)
+            x0 = int(sx)
+            x1, lx = min(x0 + 1, W - 1), sx - x0
+            top = (1 - lx) * img[y0, x0] + lx * img[y0, x1]
+            bottom = (1 - lx) * img[y1, x0] + lx * img[y1, x1]
+            out[i, j] = (1 - ly) * top + ly * bottom
+    return out
+
+
+def test_float_resize_route_rounds_the_exact_bilinear_and_stays_within_1_of_the_uint8_kernel():
+    """The route CUDA takes (its bilinear kernel has no uint8): float32 interpolate, rounded."""
+    from gifemo.backbones.preprocessing import _resize_nhwc
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (2, 37, 53, 4), dtype=np.uint8)
+    frames[1] = np.linspace(0, 255, 53, dtype=np.uint8)[None, :, None]  # smooth ramps too
+    x = torch.from_numpy(frames)
+    for h, w in ((16, 23), (112, 171)):  # shrink and enlarge
+        route = _resize_nhwc(x, (h, w), uint8_kernel=False).numpy().astype(np.int64)
+        kernel = _resize_nhwc(x, (h, w), uint8_kernel=True).numpy().astype(np.int64)
+        assert np.array_equal(kernel, resize_frames(frames, (h, w)))
+        exact = np.stack([_naive_bilinear(f, h, w) for f in frames])
+        # the nearest integer to the exact value, up to float32 coordinates and weights (≤ 0.01)
+        assert np.abs(route - exact).max() <= 0.51
+        assert np.abs(route - kernel).max() <= 1

@@ -94,18 +94,33 @@ def _check_frames(frames: np.ndarray | torch.Tensor) -> None:
         )
 
 
-def _resize_nhwc(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The one resize call: (t, H, W, C) uint8 → (t, *size, C), on ``x``'s device."""
+def _resize_nhwc(
+    x: torch.Tensor, size: tuple[int, int], uint8_kernel: bool | None = None
+) -> torch.Tensor:
+    """The one resize call: (t, H, W, C) uint8 → (t, *size, C), on ``x``'s device.
+
+    ``uint8_kernel`` (None: on a CPU): torch's uint8 kernel (fixed point). CUDA's bilinear kernel takes no uint8 (it
+    dispatches floating types only), so there the same interpolation runs in float32 and is
+    rounded to the nearest integer: within 1 of the CPU's bytes (``resize_check`` of the
+    extraction bench measures how often they differ)."""
     x = x.permute(0, 3, 1, 2)  # (t, C, H, W), channels-last memory
-    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+    if uint8_kernel is None:
+        uint8_kernel = x.device.type == "cpu"
+    if uint8_kernel:
+        y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+    else:
+        y = F.interpolate(
+            x.float(), size=size, mode="bilinear", align_corners=False, antialias=False
+        )
+        y = y.round_().clamp_(0, 255).to(torch.uint8)
     return y.permute(0, 2, 3, 1)
 
 
 def resize_frames_tensor(frames: torch.Tensor, size: tuple[int, int] = (128, 171)) -> torch.Tensor:
     """:func:`resize_frames` of a (T, H, W, C) uint8 tensor on any device, as a (T, *size, C)
     tensor there: the same ``interpolate`` call on the same chunks of frames (on a CPU it is
-    :func:`resize_frames` itself, the same bytes; CUDA's uint8 kernel may round differently,
-    within 1)."""
+    :func:`resize_frames` itself, the same bytes; on CUDA float32 rounded to the nearest
+    integer, within 1 of the CPU's bytes)."""
     _check_frames(frames)
     size = (int(size[0]), int(size[1]))
     if frames.device.type == "cpu":  # numpy's copy out of interpolate's layout is the fast one

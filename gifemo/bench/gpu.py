@@ -10,7 +10,13 @@ the output's folder, a crash or timeout in one does not lose the others):
    end-to-end clips/s, data wait, MFU, the model-only ceiling and the decode bound;
 2. the same on real-looking GIFs (480×270, 40–90 frames): the share of the decode bound;
 3. extraction with ``torch.compile`` (warm-up reported), unless ``--no-compile``;
-4. fine-tuning (bf16, batch 32, cache and no cache): clips/s, MFU, data wait, and the step alone.
+4. fine-tuning (bf16, batch 32, cache and no cache): clips/s, MFU, data wait, and the step alone;
+   then the module's step inside Lightning against a bare step of the same network on one
+   device-resident batch (eager, and compiled unless ``--no-compile``).
+
+Before the benches, ``pytest -m gpu`` runs the CUDA correctness tests (``tests/test_gpu.py``:
+CUDA features vs the CPU store, the device resize, a training step free of host syncs) — a
+fast path that computes something else is not a speed-up. ``--no-tests`` skips them.
 
 GIFs are generated in parallel by each bench (all cores). On a machine without CUDA the check
 refuses unless ``--quick`` (tiny C3D, tiny sizes on the CPU: a rehearsal of the command); its
@@ -36,6 +42,7 @@ TARGETS = {
     "extract_real": "≥ 85 % of the decode bound",
     "finetune cache": "≥ 1200 clips/s, MFU ≥ 28 %",
     "finetune no cache": "data wait < 25 %",
+    "finetune step": "module ≥ 90 % of the bare step",
 }
 
 
@@ -65,19 +72,18 @@ def _plan(quick: bool, workers: int, compile_: bool, out: Path) -> list[tuple[st
     if compile_:
         runs.append(("extract_compiled", [*ex, "--gifs", "2400", "--compile", "--profile-seconds",
                                           "0", "--out", str(out / "extract_compiled.json")]))  # fmt: skip
-    runs.append(("finetune", ["finetune", "--device", "cuda", "--steps", "40", "--batch", "32",
-                              "--workers", w, "--out", str(out / "finetune.json")]))  # fmt: skip
+    ft = ["finetune", "--device", "cuda", "--steps", "40", "--batch", "32", "--workers", w]
+    runs.append(("finetune", [*ft, *(["--compile"] if compile_ else []),
+                              "--out", str(out / "finetune.json")]))  # fmt: skip
     return runs
 
 
-def _run(argv: list[str], timeout: float) -> dict[str, Any]:
+def _run(argv: list[str], timeout: float, module: str = "gifemo.bench") -> dict[str, Any]:
     t0 = time.perf_counter()
     status: int | str
+    cmd = [sys.executable, "-m", *(argv if module == "pytest" else [module, *argv])]
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "gifemo.bench", *argv], timeout=timeout, text=True,
-            capture_output=True,
-        )  # fmt: skip
+        proc = subprocess.run(cmd, timeout=timeout, text=True, capture_output=True)
         status, tail = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
     except subprocess.TimeoutExpired as e:
         status, tail = "timeout", str(e.stdout or "")[-3000:]
@@ -119,7 +125,42 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "decode_bound_share": None, "compile_warmup_s": None,
                 "target": TARGETS.get(f"finetune {setting}", ""),
             })  # fmt: skip
+        for kind, r in (rep.get("step") or {}).items():
+            rows.append({
+                "what": f"finetune step, module in Lightning ({kind})",
+                "clips_per_s": r["module_median"], "mfu": None, "data_wait": None,
+                "ceiling": r["bare_median"], "ceiling_what": "bare step, same batch",
+                "module_share_of_bare": r["ratio_median"], "decode_bound_share": None,
+                "compile_warmup_s": r.get("compile_warmup_s"),
+                "target": TARGETS["finetune step"],
+            })  # fmt: skip
     return rows
+
+
+def checks(results: dict[str, Any]) -> list[str]:
+    """Lines on what the fast paths compute: the CUDA tests, the device resize's rounding, and
+    the decode bound before and after (extraction runs)."""
+    lines = []
+    tests = results.get("tests")
+    if tests:
+        last = tests["log_tail"].strip().splitlines()[-1:] or ["(no output)"]
+        lines.append(f"pytest -m gpu: exit {tests['status']}: {last[0]}")
+    for name in ("extract", "extract_real"):
+        rep = results.get(name, {}).get("report") or {}
+        rc = rep.get("resize_check")
+        if rc:
+            lines.append(
+                f"{name}: device resize vs worker resize on {rc.get('device')}: max pixel "
+                f"difference {rc.get('max_pixel_diff')}, smallest feature cosine "
+                f"{rc.get('min_feature_cosine')}"
+            )
+        prof = rep.get("worker_profile") or {}
+        if prof.get("decode_only_clips_per_s"):
+            lines.append(
+                f"{name}: decode-only clips/s per worker {_num(prof.get('decode_only_clips_per_s_before'))}"
+                f" before -> {_num(prof['decode_only_clips_per_s'])} now"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--workers", type=int, default=None, help="loader workers (default: cores - 2, at least 1)"
     )
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile run")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
+    p.add_argument("--no-tests", action="store_true", help="skip pytest -m gpu (tests/test_gpu.py)")
     p.add_argument("--timeout", type=float, default=240.0, help="seconds allowed per run")
     p.add_argument("--out", default=".bench/gpu.json")
     args = p.parse_args(argv)  # fmt: skip
@@ -148,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = _plan(args.quick, workers, not args.no_compile, parts)
     results: dict[str, Any] = {}
     t0 = time.perf_counter()
+    if cuda and not args.no_tests:
+        print("[gpu check] tests: python -m pytest -m gpu -q tests/test_gpu.py", flush=True)
+        results["tests"] = _run(["pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                                 "tests/test_gpu.py"], args.timeout, module="pytest")  # fmt: skip
     for name, run_argv in plan:
         print(f"[gpu check] {name}: python -m gifemo.bench {' '.join(run_argv)}", flush=True)
         res = _run(run_argv, args.timeout)
@@ -163,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "device": device, "cuda": cuda, "quick": args.quick, "gpu_numbers_measured": measured,
         "workers": workers, "seconds": round(time.perf_counter() - t0, 1), "targets": TARGETS,
-        "summary": rows, "runs": results,
+        "summary": rows, "checks": checks(results), "runs": results,
     }  # fmt: skip
     print(f"\nGPU check on {device}, {workers} workers, {report['seconds']} s")
     head = (f"{'what':<44} {'clips/s':>9} {'MFU':>7} {'data wait':>10} {'ceiling':>9} "
@@ -173,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['what'][:44]:<44} {_num(r['clips_per_s']):>9} {_pct(r['mfu']):>7} "
               f"{_pct(r['data_wait']):>10} {_num(r['ceiling']):>9} "
               f"{_pct(r['decode_bound_share']):>11}  {r['target']}")  # fmt: skip
+    for r in rows:
+        if r.get("module_share_of_bare") is not None:
+            print(f"{r['what']}: {_pct(r['module_share_of_bare'])} of the bare step")
+    for line in checks(results):
+        print(line)
     warm = [f"{r['what']}: {r['compile_warmup_s']:.1f} s" for r in rows if r["compile_warmup_s"]]
     if warm:
         print("torch.compile warm-up: " + "; ".join(warm))

@@ -38,8 +38,8 @@ decode and send the frames the clips use, uint8 at their own size (one flat tens
 batch, with each clip's frame indices and crop window); the model's device resizes them (the
 same ``interpolate`` call on the same chunks of frames, one call per GIF), cuts and normalises.
 On a CPU that is the same kernel, so the store is byte-identical and the fingerprint does not
-change (``tests/test_extract_resize.py``); on CUDA the uint8 bilinear kernel may round
-differently (within 1), so the fingerprint records ``resize_on`` there (``execution``).
+change (``tests/test_extract_resize.py``); on CUDA the resize runs in float32, rounded
+(CUDA's bilinear kernel takes no uint8), within 1 of the CPU's bytes, so the fingerprint records ``resize_on`` there (``execution``).
 ``worker`` is the default: a 480×270 GIF's used frames are ~14× the bytes of its frame crops,
 and one worker's loader measured 123 clips/s with ``worker`` against 79 with ``device`` (the
 shared-memory transfer costs more than the resize it saves; docs/extraction.md). The device
