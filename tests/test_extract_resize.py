@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from gifemo.backbones.c3d import C3DTransform
-from gifemo.backbones.preprocessing import (
-    DeviceResize,
-    SharedCrops,
-    resize_frames,
-    resize_frames_tensor,
-    used_frames,
-)
+from gifemo.backbones.preprocessing import resize_frames, resize_frames_tensor, used_frames
+from gifemo.backbones.transfer import DeviceResize, SharedCrops
 from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif

@@ -68,12 +68,11 @@ from torch.utils.data import DataLoader
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
 from gifemo.backbones.preprocessing import (
     ClipTransform,
-    DeviceResize,
-    SharedCrops,
     resize_frames,
     resize_frames_tensor,
     used_frames,
 )
+from gifemo.backbones.transfer import DeviceResize, SharedCrops
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif

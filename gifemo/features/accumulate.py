@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gifemo.backbones.preprocessing import FrameCrops, UsedFrames
+from gifemo.backbones.transfer import FrameCrops, UsedFrames
 from gifemo.data.clip_dataset import collate_clips
 from gifemo.features.store import Shard
 
@@ -43,19 +43,28 @@ def _shared_uint8(total: int) -> torch.Tensor:
     return base.new(base._typed_storage()._new_shared(total))
 
 
+def _payloads(
+    items: list[dict[str, Any]], kind: type, who: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """Each item's worker payload (None for a failed GIF), checked to be a ``kind``, and the
+    per-GIF fields of :func:`~gifemo.data.clip_dataset.collate_clips` (without ``clips``)."""
+    payloads = [None if it.get("error") else it["clips"] for it in items]
+    for p in payloads:
+        if p is not None and not isinstance(p, kind):
+            raise TypeError(f"{who} needs {kind.__name__} items, got {type(p).__name__}")
+    empty = torch.zeros((0, 3, 1, 1, 1), dtype=torch.uint8)
+    batch = collate_clips([{**it, "clips": empty} for it in items])
+    del batch["clips"]
+    return payloads, batch
+
+
 def collate_crops(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Loader batch of items whose ``clips`` are :class:`FrameCrops` (evaluation clips,
     ``resize_on=worker``). The keys of :func:`~gifemo.data.clip_dataset.collate_clips` except
     ``clips``, plus ``crops`` (ΣU, crop, crop, 3) uint8 — every GIF's cropped used frames in
     ONE tensor (shared memory in a worker) — and ``clip_frames`` (ΣN, ℓ) long, each clip's
     rows of ``crops``; the clips are ``crops[clip_frames]`` (:func:`gather_clips`)."""
-    payloads = [None if it.get("error") else it["clips"] for it in items]
-    for p in payloads:
-        if p is not None and not isinstance(p, FrameCrops):
-            raise TypeError(f"collate_crops needs FrameCrops items, got {type(p).__name__}")
-    empty = torch.zeros((0, 3, 1, 1, 1), dtype=torch.uint8)
-    batch = collate_clips([{**it, "clips": empty} for it in items])  # the per-GIF fields
-    del batch["clips"]
+    payloads, batch = _payloads(items, FrameCrops, "collate_crops")
     real = [p for p in payloads if p is not None]
     side = real[0].crops.shape[1] if real else 0
     rows = sum(len(p.crops) for p in real)
@@ -100,13 +109,7 @@ def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
     each clip's frames within its GIF's used frames; ``windows`` (ΣN, 3) long crop windows;
     ``gif_index`` (ΣN,) long as in collate_clips.
     """
-    payloads = [None if it.get("error") else it["clips"] for it in items]
-    for p in payloads:
-        if p is not None and not isinstance(p, UsedFrames):
-            raise TypeError(f"collate_frames needs UsedFrames items, got {type(p).__name__}")
-    empty = torch.zeros((0, 3, 1, 1, 1), dtype=torch.uint8)
-    batch = collate_clips([{**it, "clips": empty} for it in items])  # the per-GIF fields
-    del batch["clips"]
+    payloads, batch = _payloads(items, UsedFrames, "collate_frames")
     shapes = [(0, 0, 0, 0) if p is None else (len(p.used), *p.frames.shape[1:]) for p in payloads]
     total = sum(math.prod(s) for s in shapes)
     flat = _shared_uint8(total)  # written directly, in shared memory in a worker

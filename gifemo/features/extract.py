@@ -73,7 +73,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
-from gifemo.backbones.preprocessing import ClipTransform, DeviceResize, SharedCrops
+from gifemo.backbones.preprocessing import ClipTransform
+from gifemo.backbones.transfer import DeviceResize, SharedCrops
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
 from gifemo.features.accumulate import (

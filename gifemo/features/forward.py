@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gifemo.backbones import VideoBackbone
-from gifemo.backbones.preprocessing import DeviceResize
+from gifemo.backbones.transfer import DeviceResize
 from gifemo.features.accumulate import ChunkAccumulator
 
 

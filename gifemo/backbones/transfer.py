@@ -1,0 +1,128 @@
+"""Clip transforms split across the loader's transfer: what a worker runs, what follows it.
+
+A uint8 :class:`~gifemo.backbones.preprocessing.ClipTransform` cuts clips in the worker. Two
+ways send less and do the rest after the transfer, with the same clips coming out:
+
+- :class:`SharedCrops` (evaluation, ``extract.resize_on=worker``): each used frame resized and
+  cropped once → :class:`FrameCrops`; clips are gathered from the crops after the transfer
+  (clips overlap, so about half the bytes).
+- :class:`DeviceResize` (``extract.resize_on=device``): the used frames at their own size →
+  :class:`UsedFrames`; the model's device resizes and cuts them (:meth:`DeviceResize.clips`).
+
+Batching and the device side live in :mod:`gifemo.features.accumulate` and
+:mod:`gifemo.features.forward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gifemo.backbones.preprocessing import (
+    ClipTransform,
+    _check_frames,
+    resize_frames,
+    resize_frames_tensor,
+    used_frames,
+)
+from gifemo.data.clips import ClipIndices
+
+
+@dataclass(frozen=True)
+class UsedFrames:
+    """What a loader worker sends when the resize runs on the model's device: a GIF's decoded
+    frames, which of them its clips use, and how to cut them."""
+
+    frames: np.ndarray  # (T, H, W, C) uint8 decoded frames (C = 3 RGB, 4 bgr0), not copied
+    used: np.ndarray  # (U,) int64 frames the clips use, ascending
+    clips: np.ndarray  # (N, ℓ) int64 indices into ``used``
+    windows: np.ndarray  # (N, 3) int64 rows (top, left, flip) of ClipTransform.windows
+
+
+class _WorkerHalf:
+    """What a loader worker runs of a uint8 :class:`ClipTransform` whose rest runs after the
+    transfer; it describes itself as the transform (the same clips come out)."""
+
+    needs = "a uint8 ClipTransform (normalised on the device)"
+
+    @staticmethod
+    def accepts(transform: ClipTransform) -> bool:
+        return transform.output == "uint8"
+
+    def __init__(self, transform: ClipTransform) -> None:
+        if not self.accepts(transform):
+            raise ValueError(f"{type(self).__name__} needs {self.needs}, got {transform!r}")
+        self.transform = transform
+        self.preprocessing = transform.preprocessing
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+    def describe(self) -> dict[str, Any]:
+        return self.transform.describe()
+
+
+class DeviceResize(_WorkerHalf):
+    """The worker half of a uint8 :class:`ClipTransform` whose resize and cut run on the
+    model's device: frames + clip indices → :class:`UsedFrames` (the crop windows drawn from
+    ``generator`` as the transform draws them). :meth:`clips` is the device half,
+    :func:`resize_frames_tensor` + :meth:`ClipTransform.cut_tensor`."""
+
+    def __call__(
+        self, frames: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> UsedFrames:
+        _check_frames(frames)
+        used, local = used_frames(clips, len(frames))
+        windows = self.transform.windows(len(local.frames), generator)
+        return UsedFrames(frames, used.astype(np.int64), local.frames, windows)
+
+    def clips(
+        self, frames: torch.Tensor, clip_frames: torch.Tensor, windows: torch.Tensor
+    ) -> torch.Tensor:
+        """(U, H, W, C) uint8 used frames on the device → (N, 3, ℓ, crop, crop) uint8 clips."""
+        resized = resize_frames_tensor(frames, self.transform.resize_hw)
+        return self.transform.cut_tensor(resized, clip_frames, windows)
+
+
+@dataclass(frozen=True)
+class FrameCrops:
+    """What a loader worker sends when every clip of a GIF has the same crop window (the
+    evaluation transform): each used frame resized, cropped and put in channel order once,
+    and which of them each clip takes — clips overlap (16 frames, stride 8), so this is about
+    half the bytes of the clips themselves."""
+
+    crops: np.ndarray  # (U, crop, crop, 3) uint8, channel order, contiguous
+    clips: np.ndarray  # (N, ℓ) int64 indices into ``crops``
+
+
+class SharedCrops(_WorkerHalf):
+    """The worker half of an evaluation uint8 :class:`ClipTransform` whose clips are gathered
+    from per-frame crops after the transfer (``resize_on=worker``): frames + clip indices →
+    :class:`FrameCrops`. ``clips = crops[clip_frames]`` (then NCTHW) equals the transform's
+    clips byte for byte."""
+
+    needs = "an evaluation uint8 ClipTransform (one crop window for every clip)"
+
+    @staticmethod
+    def accepts(transform: ClipTransform) -> bool:
+        return transform.output == "uint8" and not transform.train
+
+    def __call__(
+        self, frames: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> FrameCrops:
+        _check_frames(frames)
+        used, local = used_frames(clips, len(frames))
+        return self.crop(resize_frames(frames, self.transform.resize_hw, index=used), local)
+
+    def crop(self, resized: np.ndarray, local: ClipIndices) -> FrameCrops:
+        """Used frames already resized (U, H, W, 3|4) and the clips' indices into them →
+        :class:`FrameCrops`."""
+        (top, left), c = self.preprocessing.centre, self.transform.crop
+        crops = np.empty((len(resized), c, c, 3), np.uint8)
+        for k, ch in enumerate(self.transform.channels(resized.shape[-1])):
+            # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
+            crops[..., k] = resized[:, top : top + c, left : left + c, ch]
+        return FrameCrops(crops, local.frames)
