@@ -5,6 +5,31 @@ its measurements next to those of the peer named in its issue, measured in the s
 writes them as JSON under ``.bench/``.
 """
 
+from __future__ import annotations
+
+import time
+from typing import Any
+
 BENCHMARKS: tuple[str, ...] = ("decode", "extract", "solvers", "finetune", "label", "screening")
 # runs of the benchmarks above, sized for one machine (not part of "all"): gpu = extract + finetune
 COMBINED: tuple[str, ...] = ("gpu",)
+
+
+def loader_rate(loader: Any, batches: int = 1, min_seconds: float = 5.0) -> float:
+    """Clips/s a DataLoader delivers on its own (no model): the data pipeline's ceiling.
+
+    The first batch is taken untimed (workers started, prefetch under way); then at least
+    ``batches`` batches and at least ``min_seconds`` are timed, the loader restarted when it
+    runs out. A batch's clips are its ``gif_index`` rows (every collate of the repo has them)."""
+    it = iter(loader)
+    next(it)
+    clips, start, done = 0, time.perf_counter(), 0
+    while done < batches or time.perf_counter() - start < min_seconds:
+        done += 1
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        clips += len(batch["gif_index"])
+    return clips / (time.perf_counter() - start)

@@ -73,6 +73,7 @@ from gifemo.backbones.preprocessing import (
     used_frames,
 )
 from gifemo.backbones.transfer import DeviceResize, SharedCrops
+from gifemo.bench import loader_rate
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
@@ -283,17 +284,7 @@ def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
                         prefetch_factor=4, persistent_workers=True)  # fmt: skip
-    it = iter(loader)
-    next(it)  # the worker is up
-    clips, start = 0, time.perf_counter()
-    while clips == 0 or time.perf_counter() - start < seconds:
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        clips += len(batch["gif_index"])
-    return clips / (time.perf_counter() - start)
+    return loader_rate(loader, min_seconds=seconds)
 
 
 def resize_check(

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gifemo.bench import loader_rate
+
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
@@ -131,25 +133,6 @@ def run_setting(
     total = wait + step_time
     return {"clips": clips, "wait_s": wait, "step_s": step_time, "clips_per_s": clips / total,
             "model_clips_per_s": clips / step_time, "data_wait_share": wait / total}  # fmt: skip
-
-
-def loader_rate(loader: Any, batches: int, min_seconds: float = 5.0) -> float:
-    """Clips/s the loader delivers on its own (no model): the data pipeline's ceiling.
-
-    Times at least ``batches`` batches and at least ``min_seconds`` (small batches of cached
-    clips take milliseconds each)."""
-    it = iter(loader)
-    next(it)  # workers started, first batch prefetched
-    clips, start, done = 0, time.perf_counter(), 0
-    while done < batches or time.perf_counter() - start < min_seconds:
-        done += 1
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        clips += len(batch["clips"])
-    return clips / (time.perf_counter() - start)
 
 
 class _SameBatch(torch.utils.data.Dataset):
