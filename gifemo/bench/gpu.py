@@ -47,34 +47,29 @@ TARGETS = {
 
 
 def _plan(quick: bool, workers: int, compile_: bool, out: Path) -> list[tuple[str, list[str]]]:
-    """(name, argv of ``python -m gifemo.bench …``) of each run."""
+    """(name, argv of ``python -m gifemo.bench …``) of each run, the compiled extraction last
+    (the first to go when ``--budget`` runs out)."""
     if quick:
         ex = ["extract", "--quick", "--gifs", "4", "--unique", "2", "--num-workers", "1",
               "--precisions", "32", "--no-naive", "--profile-seconds", "0.5"]  # fmt: skip
-        runs = [
-            ("extract", [*ex, "--out", str(out / "extract.json")]),
-            ("extract_real", [*ex, "--size", "real", "--out", str(out / "extract_real.json")]),
-        ]
-        if compile_:
-            runs.append(("extract_compiled", [*ex, "--compile", "--profile-seconds", "0",
-                                              "--out", str(out / "extract_compiled.json")]))  # fmt: skip
-        runs.append(("finetune", ["finetune", "--quick", "--steps", "2", "--workers", "1",
-                                  "--out", str(out / "finetune.json")]))  # fmt: skip
-        return runs
-    w = str(workers)
-    ex = ["extract", "--device", "cuda", "--precisions", "bf16", "--no-naive",
-          "--batch-clips", "128", "--num-workers", w, "--profile-seconds", "4"]  # fmt: skip
+        ft = ["finetune", "--quick", "--steps", "2", "--workers", "1"]
+        gifs, real_gifs = [], []
+    else:
+        w = str(workers)
+        ex = ["extract", "--device", "cuda", "--precisions", "bf16", "--no-naive",
+              "--batch-clips", "128", "--num-workers", w, "--profile-seconds", "4"]  # fmt: skip
+        ft = ["finetune", "--device", "cuda", "--steps", "40", "--batch", "32", "--workers", w,
+              *(["--compile"] if compile_ else [])]  # fmt: skip
+        gifs, real_gifs = ["--gifs", "2400"], ["--gifs", "800"]
     runs = [
-        ("extract", [*ex, "--gifs", "2400", "--out", str(out / "extract.json")]),
-        ("extract_real", [*ex, "--size", "real", "--gifs", "800",
+        ("extract", [*ex, *gifs, "--out", str(out / "extract.json")]),
+        ("extract_real", [*ex, "--size", "real", *real_gifs,
                           "--out", str(out / "extract_real.json")]),
+        ("finetune", [*ft, "--out", str(out / "finetune.json")]),
     ]  # fmt: skip
     if compile_:
-        runs.append(("extract_compiled", [*ex, "--gifs", "2400", "--compile", "--profile-seconds",
-                                          "0", "--out", str(out / "extract_compiled.json")]))  # fmt: skip
-    ft = ["finetune", "--device", "cuda", "--steps", "40", "--batch", "32", "--workers", w]
-    runs.append(("finetune", [*ft, *(["--compile"] if compile_ else []),
-                              "--out", str(out / "finetune.json")]))  # fmt: skip
+        runs.append(("extract_compiled", [*ex, *gifs, "--compile", "--profile-seconds", "0",
+                                          "--out", str(out / "extract_compiled.json")]))  # fmt: skip
     return runs
 
 
@@ -176,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
     p.add_argument("--no-tests", action="store_true", help="skip pytest -m gpu (tests/test_gpu.py)")
     p.add_argument("--timeout", type=float, default=240.0, help="seconds allowed per run")
+    p.add_argument(
+        "--budget", type=float, default=540.0,
+        help="seconds for the whole check: a run gets at most what is left (less 15 s for the "
+        "table), so the summary and JSON are written inside a 10-minute device call",
+    )  # fmt: skip
     p.add_argument("--out", default=".bench/gpu.json")
     args = p.parse_args(argv)  # fmt: skip
     cuda = torch.cuda.is_available()
@@ -190,13 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     plan = _plan(args.quick, workers, not args.no_compile, parts)
     results: dict[str, Any] = {}
     t0 = time.perf_counter()
+
+    def left() -> float:  # seconds the next run may take
+        return min(args.timeout, args.budget - 15.0 - (time.perf_counter() - t0))
+
     if cuda and not args.no_tests:
         print("[gpu check] tests: python -m pytest -m gpu -q tests/test_gpu.py", flush=True)
         results["tests"] = _run(["pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                                 "tests/test_gpu.py"], args.timeout, module="pytest")  # fmt: skip
+                                 "tests/test_gpu.py"], left(), module="pytest")  # fmt: skip
     for name, run_argv in plan:
         print(f"[gpu check] {name}: python -m gifemo.bench {' '.join(run_argv)}", flush=True)
-        res = _run(run_argv, args.timeout)
+        if left() < 10:
+            results[name] = {"status": "skipped: --budget spent", "seconds": 0.0, "log_tail": ""}
+            print(f"  skipped: the --budget of {args.budget:.0f} s is spent", flush=True)
+            continue
+        res = _run(run_argv, left())
         json_path = Path(run_argv[run_argv.index("--out") + 1])
         if res["status"] == 0 and json_path.is_file():
             res["report"] = json.loads(json_path.read_text())
