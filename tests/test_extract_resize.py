@@ -12,7 +12,7 @@ import torch
 
 from gifemo.backbones.c3d import C3DTransform
 from gifemo.backbones.preprocessing import resize_frames, resize_frames_tensor, used_frames
-from gifemo.backbones.transfer import DeviceResize, SharedCrops
+from gifemo.backbones.transfer import DeviceResize, SharedCrops, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
@@ -21,7 +21,6 @@ from gifemo.features.extract import (
     extract_features,
     resize_device,
     store_identity,
-    worker_read_kwargs,
     worker_wire,
 )
 from gifemo.features.forward import device_clips

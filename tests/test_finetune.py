@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from gifemo.finetune.cache import ClipCache
+from gifemo.finetune.data import FinetuneDataModule
 from gifemo.finetune.module import mean_by_gif, positive_weights
 
 
@@ -135,6 +136,32 @@ def test_cached_items_equal_decoded_items(tmp_path, train):
     )
     item = bad[0]
     assert item["clips"].shape[0] == 0 and "missing.gif" in item["error"]
+
+
+@pytest.mark.parametrize("clip_dtype", ["uint8", "float32"])
+def test_uncached_datamodule_decodes_bgr0_and_gives_the_rgb_decode_items(tmp_path, clip_dtype):
+    """Without a cache the workers decode FFmpeg's bgr0 layout (no RGB conversion); the items
+    (random clips, crops and flips at training; every clip at evaluation) are the RGB decode's
+    byte for byte. The cache keeps RGB frames."""
+    from gifemo.backbones.c3d import c3d_preprocessing
+
+    records = _records(tmp_path, 5)
+    labels = np.eye(5, 17, dtype=np.float32)
+    common = dict(preprocessing=c3d_preprocessing(), train=(records, labels),
+                  val=(records, labels), num_clips=3, seed=4, clip_dtype=clip_dtype)  # fmt: skip
+    fast = FinetuneDataModule(**common)
+    rgb = FinetuneDataModule(**common, read_kwargs={"pixel_format": "rgb24"})
+    cached = FinetuneDataModule(**common, cache_dir=str(tmp_path / "cache"))
+    assert cached.dataset("train").read_kwargs.get("pixel_format") is None
+    for split in ("train", "val"):
+        a, b = fast.dataset(split), rgb.dataset(split)
+        assert a.read_kwargs["pixel_format"] == "bgr0" and b.read_kwargs["pixel_format"] == "rgb24"
+        for key in [(0, 0), (1, 2), (2, 4), (0, 3, True)]:
+            x, y = a[key], b[key]
+            assert x["error"] is None and y["error"] is None and x["clips"].shape[0] > 0
+            assert x["clips"].dtype == y["clips"].dtype
+            torch.testing.assert_close(x["clips"], y["clips"], rtol=0, atol=0)
+            assert x["n_frames"] == y["n_frames"] and x["mean_delay_ms"] == y["mean_delay_ms"]
 
 
 def test_datamodule_sends_uint8_clips_and_module_normalises_them(tmp_path):

@@ -126,3 +126,20 @@ class SharedCrops(_WorkerHalf):
             # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
             crops[..., k] = resized[:, top : top + c, left : left + c, ch]
         return FrameCrops(crops, local.frames)
+
+
+def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[str, Any]:
+    """``read_kwargs`` plus FFmpeg's own ``bgr0`` layout where the transform takes it (a
+    :class:`ClipTransform` that does not override how it cuts, or :class:`DeviceResize`: the
+    same clips, no RGB conversion)."""
+    out = dict(read_kwargs or {})
+    if plain_cut(wire) or isinstance(wire, (DeviceResize, SharedCrops)):
+        out.setdefault("pixel_format", "bgr0")
+    return out
+
+
+def plain_cut(wire: Any) -> bool:
+    """A :class:`ClipTransform` that does not override how it cuts."""
+    return isinstance(wire, ClipTransform) and all(
+        getattr(type(wire), m) is getattr(ClipTransform, m) for m in ("__call__", "from_resized")
+    )

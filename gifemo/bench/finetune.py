@@ -196,6 +196,29 @@ class _Interleaved:
         return Interleaved()
 
 
+def decode_ab(
+    records: list[Any], labels: np.ndarray, *, batch: int, clips: int, workers: int, batches: int,
+    rounds: int = 2,
+) -> dict[str, float]:  # fmt: skip
+    """Loader-alone clips/s per worker of the uncached training loader decoding FFmpeg's bgr0
+    layout (what the workers do now) and RGB (before), alternating ``rounds`` times, best of each:
+    the same clips either way (``test_uncached_datamodule_decodes_bgr0_and_gives_the_rgb_decode_items``)."""
+    from gifemo.backbones.c3d import c3d_preprocessing
+    from gifemo.finetune.data import FinetuneDataModule
+
+    best = {"bgr0": 0.0, "rgb24": 0.0}
+    for _ in range(rounds):
+        for fmt in best:
+            dm = FinetuneDataModule(preprocessing=c3d_preprocessing(), train=(records, labels), val=(records[:1], labels[:1]),
+                                    batch_size=batch, num_clips=clips, num_workers=workers, persistent_workers=True,
+                                    prefetch_factor=4, read_kwargs={"pixel_format": fmt})  # fmt: skip
+            rate = loader_rate(dm.train_dataloader(), batches) / max(workers, 1)
+            best[fmt] = max(best[fmt], rate)
+    return {f"{k}_clips_per_s_per_worker": round(v, 2) for k, v in best.items()} | {
+        "bgr0_over_rgb24": round(best["bgr0"] / best["rgb24"], 3)
+    }
+
+
 def step_bench(
     *, device: torch.device, tiny: bool, gifs: int, clips_per_gif: int, steps: int, rounds: int,
     warmup: int = 2, compile: bool = False, channels_last: bool | None = None, seed: int = 0,
@@ -464,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
             if gpu:
                 results[setting]["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
             del loader, dm, module
+            if cache_dir is None:  # the workers' decode: bgr0 (now) against RGB (before)
+                results[setting]["loader_by_decode"] = decode_ab(
+                    records, labels, batch=batch, clips=args.clips, workers=workers,
+                    batches=max(steps, 10),
+                )  # fmt: skip
 
         flops_clip = clip_flops(backbone, upto="fc6")
         peak = peak_flops(device)
@@ -506,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     ratio = results["cache"]["clips_per_s"] / results["no cache"]["clips_per_s"]
     print(f"cache / no cache throughput: {ratio:.2f}x; peak RSS {report['peak_rss_gb']:.2f} GB"
           + (f"; peak GPU memory {results['cache']['peak_gpu_mem_gb']:.1f} GB" if gpu else ""))  # fmt: skip
+    ab = results["no cache"]["loader_by_decode"]
+    print(f"uncached loader per worker: bgr0 decode {ab['bgr0_clips_per_s_per_worker']:.1f} clips/s, "
+          f"RGB decode (before) {ab['rgb24_clips_per_s_per_worker']:.1f} ({ab['bgr0_over_rgb24']:.3f}x)")  # fmt: skip
     report["cache_speedup"] = ratio
     report["step"] = step
     out = Path(args.out)

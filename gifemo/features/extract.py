@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
 from gifemo.backbones.preprocessing import ClipTransform
-from gifemo.backbones.transfer import DeviceResize, SharedCrops
+from gifemo.backbones.transfer import DeviceResize, SharedCrops, plain_cut, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
 from gifemo.features.accumulate import (
@@ -159,23 +159,6 @@ def resize_device(resize_on: str, transform: Any, clip_dtype: str, device: str) 
     return resolve_device(device).type if resolve_resize_on(resize_on, wire) == "device" else None
 
 
-def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[str, Any]:
-    """``read_kwargs`` plus FFmpeg's own ``bgr0`` layout where the transform takes it (a
-    :class:`ClipTransform` that does not override how it cuts, or :class:`DeviceResize`: the
-    same clips, no RGB conversion)."""
-    out = dict(read_kwargs or {})
-    if _plain(wire) or isinstance(wire, (DeviceResize, SharedCrops)):
-        out.setdefault("pixel_format", "bgr0")
-    return out
-
-
-def _plain(wire: Any) -> bool:
-    """A :class:`ClipTransform` that does not override how it cuts."""
-    return isinstance(wire, ClipTransform) and all(
-        getattr(type(wire), m) is getattr(ClipTransform, m) for m in ("__call__", "from_resized")
-    )
-
-
 def worker_wire(wire: Any, resize_on: str) -> Any:
     """What the workers run: :class:`DeviceResize` (``resize_on=device``); for an evaluation
     uint8 :class:`ClipTransform` with ``resize_on=worker``, :class:`SharedCrops` (each used
@@ -183,7 +166,7 @@ def worker_wire(wire: Any, resize_on: str) -> Any:
     overlapping clips); else ``wire``."""
     if resize_on == "device":
         return DeviceResize(wire)
-    if _plain(wire) and wire.output == "uint8" and not wire.train:
+    if plain_cut(wire) and wire.output == "uint8" and not wire.train:
         return SharedCrops(wire)
     return wire
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from gifemo.backbones.preprocessing import Preprocessing
+from gifemo.backbones.transfer import worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
@@ -123,13 +124,20 @@ class FinetuneDataModule(L.LightningDataModule):
             raise ValueError(f"no {split} split was given to FinetuneDataModule")
         records, labels = part
         train = split == "train"
+        transform = self.preprocessing.transform(train=train, output=self.clip_dtype)
         return GifClipDataset(
             records,
             labels=labels,
             sampler=RandomClip(num_clips=self.num_clips) if train else AllClips(),
-            transform=self.preprocessing.transform(train=train, output=self.clip_dtype),
+            transform=transform,
             cache=self.cache,
-            read_kwargs=self.read_kwargs,
+            # without a cache the workers decode to FFmpeg's bgr0 layout (the same clips, no
+            # RGB conversion); the cache keeps its RGB frames
+            read_kwargs=(
+                self.read_kwargs
+                if self.cache is not None
+                else worker_read_kwargs(self.read_kwargs, transform)
+            ),
             seed=self.seed,
         )
 
