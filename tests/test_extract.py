@@ -106,24 +106,16 @@ def test_undecodable_files_end_in_failures_jsonl(tmp_path):
 
 RUNNER = textwrap.dedent(
     """
-    import sys, warnings, torch
-    from pathlib import Path
+    import sys, torch
     from gifemo.features.extract import extract_features
-    from gifemo.backbones.c3d import C3DTransform, build_c3d
-
-    class Rec:
-        def __init__(self, path):
-            self.id, self.path = path.stem, path
+    from gifemo.backbones.c3d import C3DTransform
+    from tests.extract_runner import folder_records, tiny_c3d
 
     def main(folder, out):
         torch.set_num_threads(1)
-        recs = [Rec(p) for p in sorted(Path(folder).glob("*.gif"))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = build_c3d(channels=(4, 8, 8, 16, 16), fc_dim=32)
-        extract_features(recs, out, model=model, transform=C3DTransform(), batch_clips=3,
-                         num_workers=1, precision="32", device="cpu", progress=False,
-                         chunk_gifs=2)
+        extract_features(folder_records(folder), out, model=tiny_c3d(), transform=C3DTransform(),
+                         batch_clips=3, num_workers=1, precision="32", device="cpu",
+                         progress=False, chunk_gifs=2)
 
     if __name__ == "__main__":
         main(sys.argv[1], sys.argv[2])

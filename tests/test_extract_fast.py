@@ -131,25 +131,17 @@ def test_ranks_split_chunks_disjointly():
 
 RUNNER = textwrap.dedent(
     """
-    import sys, warnings, torch
-    from pathlib import Path
+    import sys, torch
     from gifemo.features.distributed import init_from_env, shutdown
     from gifemo.features.extract import extract_features
-    from gifemo.backbones.c3d import build_c3d
-
-    class Rec:
-        def __init__(self, path):
-            self.id, self.path = path.stem, path
+    from tests.extract_runner import folder_records, tiny_c3d
 
     def main(folder, out):
         torch.set_num_threads(1)
         _, device = init_from_env("cpu")
-        recs = [Rec(p) for p in sorted(Path(folder).glob("*.gif"))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = build_c3d(channels=(4, 8, 8, 16, 16), fc_dim=32)
-        store = extract_features(recs, out, model=model, batch_clips=3, num_workers=1,
-                                 precision="32", device=device, progress=False, chunk_gifs=2)
+        store = extract_features(folder_records(folder), out, model=tiny_c3d(), batch_clips=3,
+                                 num_workers=1, precision="32", device=device, progress=False,
+                                 chunk_gifs=2)
         w = store.meta["last_run"]["world_size"]
         sys.stdout.write(f"rows {len(store)} world {w}\\n")  # one write: lines do not interleave
         sys.stdout.flush()
