@@ -245,9 +245,10 @@ def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
     prof = bench_extract.worker_profile(recs, C3DTransform(), seconds=0.2)
     st = prof["stage_ms_per_clip"]
     assert all(v > 0 for v in st.values()) and prof["clips"] >= 2
-    for path in ("before", "worker", "device"):
+    for path in ("before", "decode_all", "worker", "device"):
         lo = prof[f"loader_{path}"]
-        assert lo["clips_per_s_per_worker"] > 0 and set(lo["share"]) >= {"decode", "ipc_and_rest"}
+        first = "kept" if path == "worker" else "decode"  # kept: decode keeping the used frames
+        assert lo["clips_per_s_per_worker"] > 0 and set(lo["share"]) >= {first, "ipc_and_rest"}
         assert lo["share_of_decode_bound"] == pytest.approx(
             lo["clips_per_s_per_worker"] / prof["decode_only_clips_per_s"], rel=1e-2
         )
@@ -256,6 +257,7 @@ def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
     # clips overlap; device: the used frames (48x36, 4 bytes a pixel)
     assert prof["loader_before"]["bytes_per_clip"] == 16 * 112 * 112 * 3
     assert prof["loader_worker"]["bytes_per_clip"] < prof["loader_before"]["bytes_per_clip"]
+    assert prof["loader_worker"]["bytes_per_clip"] == prof["loader_decode_all"]["bytes_per_clip"]
     assert prof["decode_only_clips_per_s"] == pytest.approx(1e3 / st["decode"], rel=1e-3)
     assert prof["decode_only_clips_per_s_before"] == pytest.approx(
         1e3 / st["decode_before"], rel=1e-3

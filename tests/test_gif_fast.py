@@ -1,11 +1,14 @@
 """read_gif's fast paths give the reference bytes: the direct copy from FFmpeg's BGRA plane
 against swscale's rgb24 conversion (the previous path), and ``pixel_format="bgr0"`` (FFmpeg's
 own layout) against RGB, on GIFs with transparency, every disposal, partial and interlaced
-frames, local palettes, odd sizes, truncation, the composed route and a non-GIF container."""
+frames, local palettes, odd sizes, truncation, the composed route and a non-GIF container; and
+``keep=`` (only some frames, as a keeper makes them) against the keeper applied to all of
+them, on the same files."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import warnings
 
 import av
@@ -13,10 +16,72 @@ import numpy as np
 import pytest
 
 from gifemo.data.gif import GifDecodeError, read_gif
-from tests.gifmaker import GifFrame, gif_bytes, moving_frames, pillow_gif, random_palette, write_gif
+from tests.gifmaker import (
+    GifFrame,
+    gif_bytes,
+    moving_frames,
+    pillow_gif,
+    random_indices,
+    random_palette,
+    write_gif,
+)
 from tests.test_gif import feature_frames
 
 BG = (1, 2, 3)
+
+
+class EveryOther:
+    """A keeper: frames 1, 3, 5, … (frame 0 too when the delays sum to an odd number of cs,
+    so that ``select`` must get the right delays), each cut to every second row, every third
+    column; it counts its calls."""
+
+    def __init__(self, per_frame_from: int = 0) -> None:
+        self.selects, self.calls, self.batches = [], 0, 0
+        self.per_frame_from = per_frame_from
+
+    def select(self, n, delays_ms):
+        self.selects.append((n, np.asarray(delays_ms).tolist()))
+        odd = np.arange(1, n, 2)
+        return np.r_[0, odd] if (np.sum(delays_ms) // 10) % 2 else odd
+
+    def __call__(self, frame):
+        self.calls += 1
+        return frame[::2, ::3].copy()
+
+    def batch(self, frames, index):
+        self.batches += 1
+        return frames[index][:, ::2, ::3]
+
+
+def assert_keep_same(path, ref, **kw) -> None:
+    """``read_gif(keep=...)`` in RGB and bgr0, frame by frame as decoded and in one batch
+    after, equals the keeper applied to ``ref``'s frames; unkept frames never reach it."""
+    for (fmt, frames), per_frame_from in itertools.product(
+        (("rgb24", ref.frames), ("bgr0", None)), (0, 10**9)
+    ):
+        keeper = EveryOther(per_frame_from)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = read_gif(path, pixel_format=fmt, keep=keeper, **kw)
+        if frames is None:
+            frames = np.concatenate([ref.frames[..., ::-1], np.zeros_like(ref.frames[..., :1])], -1)
+            got_frames = got.frames[..., :3]
+            frames = frames[..., :3]
+        else:
+            got_frames = got.frames
+        kept = EveryOther().select(ref.n_frames, ref.delays_ms)
+        assert np.array_equal(got.kept, kept)
+        if len(kept):
+            assert np.array_equal(got_frames, frames[kept][:, ::2, ::3])
+        else:  # nothing kept: no output shape to know
+            assert got.frames.shape == (0,)
+        assert keeper.selects[-1] == (ref.n_frames, ref.delays_ms.tolist())
+        if len(keeper.selects) == 1 and keeper.batches == 0:  # one by one, as decoded
+            assert keeper.calls == len(kept)
+        else:  # decoded whole (small frames, another route, or read again): one batch
+            assert keeper.batches == (len(kept) > 0) and keeper.calls <= len(kept)
+        assert got.n_frames == ref.n_frames and np.array_equal(got.delays_ms, ref.delays_ms)
+        assert (got.truncated, got.frames_in_file) == (ref.truncated, ref.frames_in_file)
 
 
 def all_routes(path, **kw):
@@ -39,6 +104,7 @@ def assert_same(path, **kw) -> np.ndarray:
     for g in (direct, bgr0):
         assert np.array_equal(g.delays_ms, ref.delays_ms)
         assert (g.truncated, g.frames_in_file) == (ref.truncated, ref.frames_in_file)
+    assert_keep_same(path, ref, **kw)
     return ref.frames
 
 
@@ -111,3 +177,44 @@ def test_bad_options_are_refused(tmp_path):
         read_gif(path, converter="opencv")
     with pytest.raises(GifDecodeError):
         read_gif(tmp_path / "missing.gif", pixel_format="bgr0")
+
+
+@pytest.mark.parametrize("code_size", [0, 13])
+def test_keep_reads_whole_when_ffmpeg_stops_before_the_walk_count(tmp_path, code_size):
+    """Image 4 of 6 has an invalid LZW code size: the walk counts 6 images, FFmpeg decodes 4.
+    The kept frames chosen for 6 are dropped and the file is read whole (select called again,
+    with T = 4): the result equals the keeper applied to read_gif's frames."""
+    pal = random_palette(4, 3)
+    images = [GifFrame(random_indices(8, 10, 4, s)) for s in range(6)]
+    images[4] = GifFrame(np.zeros((8, 10), np.uint8), lzw=bytes([code_size]) + b"\x01\x02\x03")
+    path = tmp_path / "bad.gif"
+    path.write_bytes(gif_bytes(10, 8, images, palette=pal))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = read_gif(path)
+        keeper = EveryOther()
+        read_gif(path, keep=keeper)
+    assert ref.truncated and ref.n_frames == 4 and ref.frames_in_file == 6
+    assert [n for n, _ in keeper.selects] == [6, 4]
+    assert_keep_same(path, ref)
+
+
+def test_keeping_frame_by_frame_holds_only_the_kept_outputs(tmp_path):
+    """Frame by frame, memory holds the kept outputs, not the T decoded frames: numpy's peak
+    (tracemalloc) while reading 24 frames of 180×240 keeping every other frame's 1/6 is under
+    a quarter of the frames' bytes; reading them all reaches those bytes."""
+    import tracemalloc
+
+    path = pillow_gif(tmp_path / "m.gif", moving_frames(24, 180, 240, seed=5))
+    whole = 24 * 180 * 240 * 4
+
+    def peak(**kw) -> int:
+        tracemalloc.start()
+        try:
+            read_gif(path, pixel_format="bgr0", **kw)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert peak() >= whole
+    assert peak(keep=EveryOther(per_frame_from=0)) < whole / 4

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gifemo.data.clips import ClipIndices
+from gifemo.data.clips import ClipIndices, used_frames
 
 _RESIZE_CHUNK = 32  # frames per interpolate call: bounds the temporary memory
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -83,6 +83,24 @@ def resize_frames(
         x = torch.from_numpy(np.ascontiguousarray(part))
         out[i : i + _RESIZE_CHUNK] = _resize_nhwc(x, size).numpy()
     return out
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int] = (128, 171)) -> np.ndarray:
+    """One (H, W, C) uint8 frame → (*size, C): :func:`resize_frames` of it alone — the same
+    bytes as resizing it with others (interpolate treats each frame on its own). Called once
+    per decoded frame (``read_gif(keep=…)``), so it skips the checks and copies of
+    :func:`resize_frames`: FFmpeg's plane is read where it lies (copied only when its rows are
+    padded, as :func:`resize_frames` gathers) and the result is the interpolate output."""
+    if frame.ndim != 3 or frame.shape[-1] not in (3, 4) or frame.dtype != np.uint8:
+        _check_frames(frame[None])
+    if frame.shape[:2] == tuple(size):
+        return frame.copy()
+    x = torch.from_numpy(frame if frame.flags.c_contiguous else np.ascontiguousarray(frame))
+    y = F.interpolate(  # (1, C, H, W) in channels-last memory: torch's fast uint8 kernel
+        x[None].permute(0, 3, 1, 2), size=(int(size[0]), int(size[1])), mode="bilinear",
+        align_corners=False, antialias=False,
+    )  # fmt: skip
+    return y[0].permute(1, 2, 0).numpy()  # channels-last out: (h, w, C), contiguous
 
 
 def _check_frames(frames: np.ndarray | torch.Tensor) -> None:
@@ -344,6 +362,22 @@ class ClipTransform:
         resized = resize_frames(frames, self.resize_hw, index=used)
         return self.from_resized(resized, remapped, generator)
 
+    def keep_frame(self, frame: np.ndarray) -> np.ndarray:
+        """What decoding keeps of one frame the clips use (``read_gif(keep=…)``, the dataset's
+        ``keep_used``): the frame resized (:func:`resize_frame`); :meth:`from_kept` cuts them."""
+        return resize_frame(frame, self.resize_hw)
+
+    def keep_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """:meth:`keep_frame` of ``frames[index]``, stacked, in one batch (the same bytes)."""
+        return resize_frames(frames, self.resize_hw, index=index)
+
+    def from_kept(
+        self, kept: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """:meth:`keep_frame` of the used frames + the clips' indices into them → the clips of
+        :meth:`__call__` (it is :meth:`from_resized`)."""
+        return self.from_resized(kept, clips, generator)
+
     def channels(self, n_channels: int) -> list[int]:
         """Indices of ``channel_order`` in frames of ``n_channels`` (3: RGB; 4: B, G, R, X)."""
         rgb = [2, 1, 0] if n_channels == 4 else [0, 1, 2]
@@ -478,11 +512,3 @@ class ClipTransform:
         """(first, step) of the slice that puts ``n_channels`` frames in channel_order."""
         first = self.channels(n_channels)[0]
         return first, (1 if first == 0 else -1)
-
-
-def used_frames(clips: ClipIndices, n_frames: int) -> tuple[np.ndarray, ClipIndices]:
-    """(the frames the clips use, ascending; the clips' indices into that list)."""
-    used, inverse = np.unique(clips.frames, return_inverse=True)
-    if used.size and (used[0] < 0 or used[-1] >= n_frames):
-        raise ValueError(f"clip indices reach frame {used[-1]}, but there are {n_frames}")
-    return used, ClipIndices(clips.starts, inverse.reshape(clips.frames.shape).astype(np.int64))

@@ -24,6 +24,7 @@ import torch
 from gifemo.backbones.preprocessing import (
     ClipTransform,
     _check_frames,
+    resize_frame,
     resize_frames,
     resize_frames_tensor,
     used_frames,
@@ -126,6 +127,40 @@ class SharedCrops(_WorkerHalf):
             # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
             crops[..., k] = resized[:, top : top + c, left : left + c, ch]
         return FrameCrops(crops, local.frames)
+
+    def keep_frame(self, frame: np.ndarray) -> np.ndarray:
+        """What decoding keeps of one frame the clips use (``read_gif(keep=…)``): its crop
+        window, (crop, crop, C) in the frame's own channels (a view of the resized frame;
+        the reader copies it) — resized and cropped while the frame is still in the cache;
+        :meth:`from_kept` puts them in channel order."""
+        (top, left), c = self.preprocessing.centre, self.transform.crop
+        return resize_frame(frame, self.transform.resize_hw)[top : top + c, left : left + c]
+
+    def keep_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """:meth:`keep_frame` of ``frames[index]``, stacked, in one batch (the same bytes)."""
+        (top, left), c = self.preprocessing.centre, self.transform.crop
+        resized = resize_frames(frames, self.transform.resize_hw, index=index)
+        return resized[:, top : top + c, left : left + c]
+
+    def from_kept(
+        self, kept: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> FrameCrops:
+        """:meth:`keep_frame` of the used frames + the clips' indices into them → what
+        :meth:`__call__` gives (evaluation draws nothing from ``generator``)."""
+        c = self.transform.crop
+        if kept.ndim != 4 or kept.shape[1:3] != (c, c) or kept.dtype != np.uint8:
+            raise ValueError(f"kept crops must be (U, {c}, {c}, 3|4) uint8, got {kept.shape}")
+        crops = np.empty((len(kept), c, c, 3), np.uint8)
+        for k, ch in enumerate(self.transform.channels(kept.shape[-1])):
+            crops[..., k] = kept[..., ch]
+        return FrameCrops(crops, clips.frames)
+
+
+def keeps_used(wire: Any) -> bool:
+    """Whether a loader worker can decode with ``read_gif(keep=…)`` for ``wire`` (the
+    dataset's ``keep_used``): a :class:`ClipTransform` that does not override how it cuts, or
+    :class:`SharedCrops` — each keeps a resized (or cropped) frame per used frame."""
+    return plain_cut(wire) or isinstance(wire, SharedCrops)
 
 
 def worker_read_kwargs(read_kwargs: dict[str, Any] | None, wire: Any) -> dict[str, Any]:

@@ -58,7 +58,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -133,14 +133,15 @@ def make_gifs(
     return [_Rec(f"r{i:05d}", paths[i % n_unique]) for i in range(n_records)]
 
 
-# The loader paths the worker profile compares, one worker each: "before" is the path this
-# replaced (RGB via swscale, the used frames gathered then resized, clips cut in the worker),
-# "worker" and "device" are resize_on=worker|device now (bgr0, no gather before the resize;
-# worker: per-frame crops, clips gathered after the transfer).
-LOADER_PATHS = ("before", "worker", "device")
+# The loader paths the worker profile compares, one worker each: "before" is the path of
+# session 3 (RGB via swscale, the used frames gathered then resized, clips cut in the worker),
+# "decode_all" the one after it (bgr0, every frame decoded and copied, the used ones resized
+# in place, per-frame crops), "worker" and "device" are resize_on=worker|device now (worker:
+# only the used frames kept, each resized and cropped as it is decoded — keep_used).
+LOADER_PATHS = ("before", "decode_all", "worker", "device")
 STAGES = (
     "decode_before", "decode_rgb", "decode", "resize_rgb", "resize", "cut_rgb", "cut",
-    "device_cut",
+    "device_cut", "kept",
 )  # fmt: skip
 
 
@@ -161,11 +162,14 @@ def worker_profile(
 
     Stages (this process, over the distinct GIFs): ``decode_before`` (``read_gif`` RGB through
     swscale, the previous decode), ``decode_rgb`` (``read_gif`` RGB, direct copy), ``decode``
-    (``read_gif(pixel_format="bgr0")``, what workers run now), ``resize_rgb`` / ``resize``
-    (the frames the clips use, 3 / 4 channels), ``cut_rgb`` (uint8 clips, ``from_resized``:
-    before), ``cut`` (each used frame's crop once, :class:`SharedCrops`: now; the clips are
-    gathered from them after the transfer), ``device_cut`` (resize + cut of the used frames as
-    ``resize_on=device`` does on the model's device — here this CPU). Loaders
+    (``read_gif(pixel_format="bgr0")``: every frame decoded and copied out — the decode
+    bound), ``resize_rgb`` / ``resize`` (the frames the clips use, 3 / 4 channels), ``cut_rgb``
+    (uint8 clips, ``from_resized``: before), ``cut`` (each used frame's crop once,
+    :class:`SharedCrops`; the clips are gathered from them after the transfer),
+    ``device_cut`` (resize + cut of the used frames as ``resize_on=device`` does on the
+    model's device — here this CPU), ``kept`` (one item of ``GifClipDataset(keep_used=True)``
+    with :class:`SharedCrops`: decoding with only the used frames kept, each resized and
+    cropped as it is decoded — what a ``resize_on=worker`` worker runs now). Loaders
     (:data:`LOADER_PATHS`): ``GifClipDataset`` + its collate through a DataLoader with one
     worker, two GIFs per batch (as extraction loads them), no model. Stages and loaders
     alternate for ``rounds`` rounds (``seconds`` in all); each figure is its best round, the
@@ -177,6 +181,8 @@ def worker_profile(
     sampler, wire = AllClips(), wire_transform(transform, "uint8")
     deferred, shared = DeviceResize(wire), SharedCrops(wire)
     distinct = list({str(r.path): r for r in records}.values())
+    kept_items = GifClipDataset(distinct, sampler=sampler, transform=cast(Any, shared), keep_used=True,
+                                read_kwargs={"pixel_format": "bgr0"})  # fmt: skip
     best = dict.fromkeys(STAGES, float("inf"))
     rates = dict.fromkeys(LOADER_PATHS, 0.0)
     clips_seen, wire_bytes = 0, {"clips": 0, "crops": 0, "frames": 0}
@@ -209,6 +215,8 @@ def worker_profile(
                 deferred.clips(torch.from_numpy(bgr0[sent.used]), torch.from_numpy(sent.clips),
                                torch.from_numpy(sent.windows))  # fmt: skip
                 marks.append(time.perf_counter())
+                kept_items[j]  # what a worker runs now: decode, keeping resized crops
+                marks.append(time.perf_counter())
                 for k, a, b in zip(STAGES[3:], marks[:-1], marks[1:], strict=True):
                     t[k] += b - a
                 clips += len(idx.starts)
@@ -233,7 +241,8 @@ def worker_profile(
     }
     stages = {
         "before": ("decode_before", "resize_rgb", "cut_rgb"),
-        "worker": ("decode", "resize", "cut"),
+        "decode_all": ("decode", "resize", "cut"),
+        "worker": ("kept",),
         "device": ("decode",),
     }
     for path in LOADER_PATHS:
@@ -245,7 +254,9 @@ def worker_profile(
             "clips_per_s_per_worker": round(rates[path], 2),
             "ms_per_clip": round(total, 3),
             "ipc_ms_per_clip": round(rest, 3),
-            "bytes_per_clip": per_clip[{"before": "clips", "worker": "crops"}.get(path, "frames")],
+            "bytes_per_clip": per_clip[
+                {"before": "clips", "decode_all": "crops", "worker": "crops"}.get(path, "frames")
+            ],
             "share_of_decode_bound": round(rates[path] / decode_rate, 3),
             "share_of_decode_bound_before": round(rates[path] / before_rate, 3),
             "share": {  # of the stages' sum plus the rest
@@ -273,6 +284,7 @@ def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -
     read_kwargs: dict[str, Any] = {"pixel_format": "bgr0"}
     collate: Any = collate_clips
     transform: Any = wire
+    keep_used = path == "worker"
     if path == "before":
         read_kwargs = {"pixel_format": "rgb24", "converter": "swscale"}
         transform = _GatherFirst(wire.preprocessing, output="uint8")
@@ -280,7 +292,8 @@ def _loader_rate(records: list[_Rec], path: str, wire: Any, *, seconds: float) -
         transform, collate = DeviceResize(wire), collate_frames
     else:
         transform, collate = SharedCrops(wire), collate_crops
-    ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs)
+    ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs,
+                        keep_used=keep_used)  # fmt: skip
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
                         prefetch_factor=4, persistent_workers=True)  # fmt: skip

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gifemo.data.clips import ClipIndices, ClipSampler
-from gifemo.data.gif import read_gif
+from gifemo.data.clips import ClipIndices, ClipSampler, used_frames
+from gifemo.data.gif import KEEP_PER_FRAME_FROM, read_gif
 
 _EMPTY_CROP = 112  # spatial size of the (empty) clips of a failed GIF: C3D's 112×112 crop
 
@@ -41,6 +41,16 @@ class _Transform(Protocol):  # a backbone's clip transform (gifemo.backbones)
     def from_resized(
         self, resized: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
     ) -> torch.Tensor: ...
+
+
+class _KeepingTransform(Protocol):  # one that decodes with read_gif(keep=…) (``keep_used``)
+    def keep_frame(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def keep_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray: ...
+
+    def from_kept(
+        self, kept: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
+    ) -> Any: ...
 
 
 class _Record(Protocol):  # gifemo.data.metadata.GifRecord, or anything with .id and .path
@@ -83,6 +93,14 @@ class GifClipDataset(Dataset):
         max_clips: per-GIF clip budget: a GIF with more clips uses ``max_clips`` of them,
             evenly spaced (the sampler's ``max_clips``), and its item says so in ``"note"``.
         seed: base seed of the per-item generators.
+        keep_used: decode with ``read_gif(keep=…)``: the clips are drawn once the GIF's frame
+            count and delays are known (from its block walk, before decoding), and only the
+            frames they use are kept, each as ``transform.keep_frame`` makes it while it is
+            decoded (resized, no full-size copy; frames under ``KEEP_PER_FRAME_FROM`` pixels:
+            ``transform.keep_frames`` in one batch after decoding); the clips are then ``transform.from_kept`` of them — the same clips,
+            drawn from the same generator in the same order, as decoding every frame first.
+            For transforms that have the three methods
+            (:func:`gifemo.backbones.transfer.keeps_used`).
         cache: where frames come from instead of decoding: anything with ``get(path)`` returning
             a :class:`gifemo.finetune.cache.CachedGif` (resized frames, delays, truncated), e.g.
             a :class:`~gifemo.finetune.cache.ClipCache`. The clips are then cut with
@@ -103,6 +121,7 @@ class GifClipDataset(Dataset):
         seed: int = 0,
         cache: Any = None,
         max_clips: int | None = None,
+        keep_used: bool = False,
     ):
         self.records = list(records)
         if labels is not None:
@@ -117,6 +136,10 @@ class GifClipDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.seed = int(seed)
         self.cache = cache
+        self.keep_used = bool(keep_used)
+        methods = ("keep_frame", "keep_frames", "from_kept")
+        if self.keep_used and not all(hasattr(transform, m) for m in methods):
+            raise ValueError(f"keep_used needs {', '.join(methods)}; {transform!r} lacks them")
         self.max_clips = None if max_clips is None else int(max_clips)
         if self.max_clips is not None and self.max_clips < 1:
             raise ValueError(f"max_clips must be ≥ 1 or None, got {max_clips}")
@@ -142,6 +165,7 @@ class GifClipDataset(Dataset):
         if self.labels is not None:
             item["labels"] = torch.from_numpy(self.labels[i])
         generator = item_generator(self.seed, epoch, i)
+        keeper: _UsedFrames | None = None
         try:
             if self.cache is not None:  # resized frames, cut by from_resized
                 cached = self.cache.get(record.path)
@@ -150,25 +174,35 @@ class GifClipDataset(Dataset):
                     cached.delays_ms,
                     cached.truncated,
                 )
-                cut: Callable[..., torch.Tensor] = self.transform.from_resized
+                cut: Callable[..., Any] = self.transform.from_resized
                 notes: list[str] = []
+            elif self.keep_used:  # the used frames, kept as they are decoded
+                keeper = _UsedFrames(self, epoch, i)
+                gif = read_gif(record.path, **self.read_kwargs, keep=keeper)
+                frames, delays, truncated = gif.frames, gif.delays_ms, gif.truncated
+                notes = _budget_notes(gif)
             else:  # decoded frames; the transform resizes the ones the clips use
                 gif = read_gif(record.path, **self.read_kwargs)
                 frames, delays, truncated = gif.frames, gif.delays_ms, gif.truncated
                 cut = self.transform
-                notes = [
-                    f"frame budget: first {gif.n_frames} of {gif.frames_in_file} frames read"
-                ] if gif.read_limited else []  # fmt: skip
-            clips = self.sampler(
-                len(frames), generator=generator, delays_ms=delays, max_clips=self.max_clips
-            )
-            total = self.sampler.count(len(frames), delays)
+                notes = _budget_notes(gif)
+            n_frames = len(delays)
+            if keeper is not None:  # drawn while reading, once T and the delays were known
+                clips, generator = keeper.clips, keeper.generator
+            else:
+                clips = self.sampler(
+                    n_frames, generator=generator, delays_ms=delays, max_clips=self.max_clips
+                )
+            total = self.sampler.count(n_frames, delays)
             if len(clips.starts) < total:
                 notes.append(
                     f"clip budget: {len(clips.starts)} of {total} clips used, evenly spaced "
                     f"(max_clips={self.max_clips})"
                 )
-            item["clips"] = cut(frames, clips, generator=generator)
+            if keeper is not None:  # frames: the kept ones; keeper.local: the clips' rows
+                item["clips"] = keeper.from_kept(frames, keeper.local, generator)
+            else:
+                item["clips"] = cut(frames, clips, generator=generator)
         except Exception as e:  # recorded in the item, reported by collate_clips
             item.update(
                 clips=empty_clips(self.sampler.clip_len),
@@ -181,12 +215,46 @@ class GifClipDataset(Dataset):
             return item
         item.update(
             error=None,
-            n_frames=len(frames),
+            n_frames=n_frames,
             mean_delay_ms=float(np.mean(delays)) if len(delays) else 0.0,
             truncated=bool(truncated),
             note="; ".join(notes) or None,
         )
         return item
+
+
+def _budget_notes(gif: Any) -> list[str]:
+    """What ``read_frames`` left out of a decoded GIF, as an item note."""
+    if not gif.read_limited:
+        return []
+    return [f"frame budget: first {gif.n_frames} of {gif.frames_in_file} frames read"]
+
+
+class _UsedFrames:
+    """``read_gif``'s keeper for item ``i`` of ``epoch`` (``keep_used``): the sampler's clips
+    for the file's frame count and delays, drawn from a fresh item generator at each
+    :meth:`select` (a file read twice draws the same), the frames they use, and each through
+    the transform's ``keep_frame`` (``keep_frames`` for a batch)."""
+
+    per_frame_from = KEEP_PER_FRAME_FROM
+
+    def __init__(self, dataset: GifClipDataset, epoch: int, i: int) -> None:
+        self.dataset, self.epoch, self.i = dataset, epoch, i
+        transform: _KeepingTransform = dataset.transform  # type: ignore[assignment]
+        self.keep_frame, self.from_kept = transform.keep_frame, transform.from_kept
+        self.batch = transform.keep_frames
+
+    def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
+        d = self.dataset
+        self.generator = item_generator(d.seed, self.epoch, self.i)
+        self.clips = d.sampler(
+            n_frames, generator=self.generator, delays_ms=delays_ms, max_clips=d.max_clips
+        )
+        used, self.local = used_frames(self.clips, n_frames)
+        return used
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.keep_frame(frame)
 
 
 def _cat_clips(clips: list[torch.Tensor]) -> torch.Tensor:

@@ -291,3 +291,11 @@ class FpsClips:
 
     def __repr__(self) -> str:
         return f"FpsClips(fps={self.fps}, clip_len={self.clip_len}, stride={self.stride})"
+
+
+def used_frames(clips: ClipIndices, n_frames: int) -> tuple[np.ndarray, ClipIndices]:
+    """(the frames the clips use, ascending; the clips' indices into that list)."""
+    used, inverse = np.unique(clips.frames, return_inverse=True)
+    if used.size and (used[0] < 0 or used[-1] >= n_frames):
+        raise ValueError(f"clip indices reach frame {used[-1]}, but there are {n_frames}")
+    return used, ClipIndices(clips.starts, inverse.reshape(clips.frames.shape).astype(np.int64))

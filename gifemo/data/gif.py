@@ -63,6 +63,22 @@ Reading only the start
     = N, ``Gif.frames_in_file`` says how many there are); ``max_frames`` instead refuses such a
     file. Extraction uses ``read_frames`` as its per-GIF frame budget.
 
+Keeping only some frames
+    ``read_gif(path, keep=keeper)`` (a :class:`FrameKeeper`) keeps only the frames
+    ``keeper.select(T, delays_ms)`` names and only what the keeper makes of each (a resized
+    frame, say). A GIF's frame count and delays are known from its block walk before anything
+    is decoded, so for frames of ≥ ``keeper.per_frame_from`` pixels the other frames are
+    decoded (GIF frames build on each other) but never converted or copied, and each kept
+    frame goes to ``keeper(frame)`` straight from FFmpeg's plane while it is still in the cache
+    (with ``pixel_format="bgr0"``: no copy at all); memory holds only the kept outputs, not
+    T full frames. Smaller frames are decoded whole and kept in one ``keeper.batch`` (one call
+    per frame costs more than the copy it saves there: docs/extraction.md). ``Gif.frames`` is
+    then (U, …), the keeper's output for each frame of ``Gif.kept``, and everything else is as
+    without ``keep`` (delays of all T frames, ``n_frames`` = T). Files that take another route
+    (composed from their blocks, not a GIF) or whose frames turn out fewer than the walk
+    promised (corrupt data) are read whole and kept in one batch: the result is always the
+    keeper applied to :func:`read_gif`'s frames.
+
 Truncation
     A GIF whose data ends early (no trailer, or an image cut short) returns the frames whose
     image data is complete, ``truncated=True``, and a :class:`TruncatedGifWarning`. FFmpeg
@@ -76,6 +92,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
@@ -96,6 +113,8 @@ __all__ = [
     "DEFAULT_BACKGROUND",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "FrameKeeper",
+    "KEEP_PER_FRAME_FROM",
     "Gif",
     "GifDecodeError",
     "GifLayout",
@@ -110,6 +129,9 @@ DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame 
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 DEFAULT_MAX_BYTES: int = 4 * 2**30  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700
 BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers and FFmpeg
+# FrameKeeper.per_frame_from of the datasets' keepers: keeping each frame as it is decoded gave
+# a fine-tuning worker +9 % at 480×270 and cost 2–5 % at 240×180 and 200×150 (docs/extraction.md)
+KEEP_PER_FRAME_FROM = 100_000
 
 
 @dataclass(frozen=True)
@@ -119,10 +141,14 @@ class Gif:
     delays_ms: np.ndarray  # (T,) int64
     truncated: bool  # True when the file ended early (frames that decoded are kept)
     frames_in_file: int = -1  # images the block walk found (-1: not a GIF, unknown)
+    # read with keep=: the frames' indices, ascending; ``frames`` is then (U, ...), the keeper's
+    # output for each of them
+    kept: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
-        return int(self.frames.shape[0])
+        """T, the frames decoded (with ``keep``: also those not kept)."""
+        return int(len(self.delays_ms))
 
     @property
     def mean_delay_ms(self) -> float:
@@ -138,6 +164,31 @@ def playback_delays_ms(delays_ms: np.ndarray) -> np.ndarray:
     """Delays as browsers play them: below 20 ms (0 or 1 cs) becomes 100 ms."""
     d = np.asarray(delays_ms, np.int64)
     return np.where(d < BROWSER_MIN_DELAY_MS, 100, d)
+
+
+class FrameKeeper(Protocol):
+    """What :func:`read_gif` keeps of a file's frames (``keep=``; module notes)."""
+
+    # Frames of at least this many pixels are kept one by one as they are decoded; smaller
+    # ones are decoded whole and kept in one :meth:`batch` (per-frame calls then cost more than
+    # the copies they save).
+    per_frame_from: int
+
+    def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
+        """The indices of the frames to keep, ascending, given the file's frame count and
+        delays. It may be called again (a file read a second time), so each call starts
+        afresh."""
+        ...
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """One decoded frame, (H, W, 3) RGB or (H, W, 4) ``bgr0`` uint8 — a view that is valid
+        only during the call — → what is kept of it (an array of the same shape every call)."""
+        ...
+
+    def batch(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Decoded frames (T, H, W, C) and the kept indices → the stacked outputs of
+        :meth:`__call__` for ``frames[index]`` (the same bytes)."""
+        ...
 
 
 # ---- guards: sizes and budgets, before anything is decoded ----
@@ -268,9 +319,10 @@ def _frame_delay_ms(frame: av.VideoFrame) -> int:
 
 @dataclass
 class _Decoded:
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    delays_ms: list[int]  # FFmpeg's per-frame delays
+    frames: np.ndarray  # (T, H, W, 3) uint8; with a keeper its (U, ...) outputs
+    delays_ms: list[int]  # FFmpeg's per-frame delays (not a GIF's: its walk has them)
     error: str | None  # FFmpeg's error after the last good frame, if any
+    n_frames: int  # T, the frames decoded
 
 
 def _decode(
@@ -285,10 +337,16 @@ def _decode(
     max_bytes: int | None,
     bgr0: bool = False,
     converter: str = "direct",
+    keep: tuple[np.ndarray, FrameKeeper] | None = None,
 ) -> _Decoded:
     """Decode the frames: ``n_expected`` (a GIF: known from the walk) fills one preallocated
     array; decoding stops after ``stop_at`` frames (None: at the end). ``bgr0``: a GIF's
-    frames in FFmpeg's own B, G, R, X layout (other codecs give RGB, converted later)."""
+    frames in FFmpeg's own B, G, R, X layout (other codecs give RGB, converted later).
+    ``keep`` (a GIF: with ``n_expected``): (which of the n_expected frames to keep, a bool
+    mask; the keeper) — only those frames are converted, each handed to the keeper (a
+    ``bgr0`` GIF frame straight from FFmpeg's plane) and its outputs stacked."""
+    if keep is not None and (n_expected is None or len(keep[0]) != n_expected):
+        raise ValueError("keep needs a GIF's frame count and one mask entry per frame")
     with _open(p, data) as container:
         if not container.streams.video:
             raise GifDecodeError(p, "no video stream (not an image or animation)")
@@ -300,15 +358,18 @@ def _decode(
         if is_gif:  # transparent pixels are painted (ARGB, alpha 0) in the background colour
             r, g, b = (int(c) for c in bg)
             stream.codec_context.options = {"trans_color": str(r << 16 | g << 8 | b)}
-        # A GIF's frame count is known: fill one preallocated array (no list + stack copy).
+        # A GIF's frame count is known: fill one preallocated array (no list + stack copy);
+        # with a keeper, one frame's scratch (the keeper's outputs are stacked instead).
         channels = 4 if bgr0 and is_gif else 3
-        block = np.empty((n_expected or 1, height, width, channels), np.uint8)
-        frames: list[np.ndarray] = []  # (H, W, 3) views into block, or fresh arrays
+        block = np.empty((n_expected or 1, height, width, channels), np.uint8) if keep is None \
+            else np.empty((1, height, width, channels), np.uint8)  # fmt: skip
+        frames: list[np.ndarray] = []  # (H, W, 3) views into block, fresh arrays, or kept
+        kept: np.ndarray | None = None
         delays: list[int] = []
         error: str | None = None
+        t = 0  # frames decoded
         try:
             for frame in container.decode(stream):
-                t = len(frames)
                 if stop_at is not None and t == stop_at:
                     break  # read_frames reached, or a half-present last image
                 if max_frames is not None and t == max_frames:
@@ -319,19 +380,51 @@ def _decode(
                     raise GifDecodeError(
                         p, f"frame {t} is {frame.width}x{frame.height}, stream is {width}x{height}"
                     )
-                rgb = block[t] if n_expected is not None else np.empty_like(block[0])
-                _to_rgb(frame, rgb, None if is_gif else bg, sws, converter)
-                frames.append(rgb)
-                delays.append(_frame_delay_ms(frame))
+                if keep is None:
+                    rgb = block[t] if n_expected is not None else np.empty_like(block[0])
+                    _to_rgb(frame, rgb, None if is_gif else bg, sws, converter)
+                    frames.append(rgb)
+                    if n_expected is None:  # a GIF's delays come from its block walk
+                        delays.append(_frame_delay_ms(frame))
+                elif t < len(keep[0]) and keep[0][t]:
+                    if channels == 4 and frame.format.name == "bgra":
+                        view = _bgra_plane(frame)  # the keeper reads FFmpeg's plane itself
+                    else:
+                        view = block[0]
+                        _to_rgb(frame, view, None if is_gif else bg, sws, converter)
+                        if bgr0 and channels == 3:  # not FFmpeg's gif codec after all
+                            view = _as_bgr0(view[None])[0]
+                    out = keep[1](view)
+                    if kept is None:  # the keeper's outputs, copied in as they come
+                        kept = np.empty((int(keep[0].sum()), *out.shape), out.dtype)
+                    kept[len(frames)] = out
+                    frames.append(kept[len(frames)])
+                t += 1
         except av.FFmpegError as e:
             error = str(e)
-    if not frames:
+    if not t:
         raise GifDecodeError(p, f"no frame could be decoded ({error or 'zero frames'})")
-    if n_expected is not None:
-        stacked = block if len(frames) == n_expected else block[: len(frames)].copy()
+    if keep is not None:
+        stacked = np.zeros((0,), np.uint8) if kept is None else kept[: len(frames)]
+    elif n_expected is not None:
+        stacked = block if t == n_expected else block[:t].copy()
     else:
         stacked = np.stack(frames)
-    return _Decoded(stacked, delays, error)
+    return _Decoded(stacked, delays, error, t)
+
+
+def _keep_after(frames: np.ndarray, delays: np.ndarray, keeper: FrameKeeper) -> tuple:
+    """(the keeper's outputs for the frames it selects, their indices): the keeper applied to
+    frames already decoded, in one batch."""
+    kept = _selection(keeper, len(frames), delays)
+    return (keeper.batch(frames, kept) if len(kept) else np.zeros((0,), np.uint8)), kept
+
+
+def _selection(keeper: FrameKeeper, n: int, delays: np.ndarray) -> np.ndarray:
+    kept = np.asarray(keeper.select(n, np.asarray(delays, np.int64)), np.int64).reshape(-1)
+    if len(kept) and (kept[0] < 0 or kept[-1] >= n or np.any(np.diff(kept) <= 0)):
+        raise ValueError(f"{type(keeper).__name__}.select must give ascending frames in [0, {n})")
+    return kept
 
 
 def read_gif(
@@ -344,6 +437,7 @@ def read_gif(
     read_frames: int | None = None,
     pixel_format: str = "rgb24",
     converter: str = "direct",
+    keep: FrameKeeper | None = None,
 ) -> Gif:
     """Decode ``path`` into full-canvas RGB frames and per-frame delays (see the module notes).
 
@@ -359,9 +453,12 @@ def read_gif(
             (module notes; the bytes budget still counts 3 bytes a pixel).
         converter: ``"direct"`` (numpy from FFmpeg's plane) or ``"swscale"`` (the reference):
             how a GIF's BGRA frames become RGB; the same bytes either way.
+        keep: keep only the frames ``keep.select(T, delays_ms)`` names, as ``keep(frame)``
+            makes them (module notes, "Keeping only some frames").
     Returns:
         ``Gif(path, frames (T, H, W, 3) uint8, delays_ms (T,) int64, truncated,
-        frames_in_file)``, T ≥ 1 (frames (T, H, W, 4) with ``pixel_format="bgr0"``).
+        frames_in_file, kept)``, T ≥ 1 (frames (T, H, W, 4) with ``pixel_format="bgr0"``;
+        with ``keep``: the keeper's outputs for the frames ``kept``).
     Raises:
         GifDecodeError, and nothing else, for any file that does not give a frame.
     """
@@ -376,18 +473,21 @@ def read_gif(
     try:
         gif = _read_gif(
             p, max_pixels, background, max_frames, max_bytes, read_frames,
-            bgr0=pixel_format == "bgr0", converter=converter,
+            bgr0=pixel_format == "bgr0", converter=converter, keep=keep,
         )  # fmt: skip
     except GifDecodeError:
         raise
     except Exception as e:  # FFmpeg/PyAV/numpy surprises on hostile input: one error type
         raise GifDecodeError(p, f"{type(e).__name__}: {e}") from e
-    if pixel_format == "bgr0" and gif.frames.shape[-1] == 3:  # composed or not a GIF: RGB
-        bgr0 = np.empty((*gif.frames.shape[:3], 4), np.uint8)
-        bgr0[..., :3] = gif.frames[..., ::-1]
-        bgr0[..., 3] = 255
-        gif = Gif(gif.path, bgr0, gif.delays_ms, gif.truncated, gif.frames_in_file)
     return gif
+
+
+def _as_bgr0(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) RGB (composed, or not a GIF) → (T, H, W, 4) ``bgr0``, the fourth byte 255."""
+    bgr0 = np.empty((*frames.shape[:3], 4), np.uint8)
+    bgr0[..., :3] = frames[..., ::-1]
+    bgr0[..., 3] = 255
+    return bgr0
 
 
 def _read_gif(
@@ -400,37 +500,61 @@ def _read_gif(
     *,
     bgr0: bool,
     converter: str,
+    keep: FrameKeeper | None = None,
 ) -> Gif:
     data = _read_bytes(p, max_bytes)
     bg = np.asarray(background, np.uint8).reshape(3)
+    n_file, kept = -1, None
     if data[:6] not in GIF_MAGIC:  # MP4, WebM, PNG, … named .gif
         decoded = _decode(
             p, data, n_expected=None, stop_at=read_frames, bg=bg, max_pixels=max_pixels,
             max_frames=max_frames, max_bytes=max_bytes,
         )  # fmt: skip
-        return _finish(p, decoded.frames, decoded.delays_ms, decoded.error, -1, complete=True)
-    layout, route, n_file = _guard_gif(
-        p, data, max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
-        read_frames=read_frames,
-    )  # fmt: skip
-    n_expected = n_file if read_frames is None else min(n_file, read_frames)
-    if route is not None:  # FFmpeg's frames differ from the spec's: compose from the blocks
-        frames, delays = compose_gif(
-            data, layout, p, background=bg, max_frames_out=read_frames, max_pixels=max_pixels
-        )
-        error = None
+        frames, delays, error = decoded.frames, decoded.delays_ms, decoded.error
+        complete = True
     else:
-        decoded = _decode(
-            p, data, n_expected=n_expected, stop_at=n_expected, bg=bg, max_pixels=max_pixels,
-            max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0, converter=converter,
+        layout, route, n_file = _guard_gif(
+            p, data, max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+            read_frames=read_frames,
         )  # fmt: skip
-        frames, error = decoded.frames, decoded.error
-        delays = [10 * im.delay_cs for im in layout.images[: len(frames)]]
-    read_to_end = n_expected == n_file
-    return _finish(
-        p, frames, delays, error, n_file,
-        complete=len(frames) == n_expected and (layout.complete or not read_to_end),
-    )  # fmt: skip
+        n_expected = n_file if read_frames is None else min(n_file, read_frames)
+        walk_delays = [10 * im.delay_cs for im in layout.images[:n_expected]]
+        decoded = None
+        if route is None and keep is not None:
+            kept = _selection(keep, n_expected, np.asarray(walk_delays, np.int64))
+            if layout.width * layout.height < keep.per_frame_from:
+                kept = None  # small frames: decoded whole, kept in one batch below
+        if kept is not None and keep is not None:  # only the kept frames, each as decoded
+            want = np.zeros(n_expected, bool)
+            want[kept] = True
+            decoded = _decode(
+                p, data, n_expected=n_expected, stop_at=n_expected, bg=bg,
+                max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0,
+                converter=converter, keep=(want, keep),
+            )  # fmt: skip
+            if decoded.n_frames != n_expected:  # fewer than the walk said: read it whole
+                decoded, kept = None, None
+        if route is not None:  # FFmpeg's frames differ from the spec's: compose from the blocks
+            frames, delays = compose_gif(
+                data, layout, p, background=bg, max_frames_out=read_frames, max_pixels=max_pixels
+            )
+            error = None
+        else:
+            if decoded is None:
+                decoded = _decode(
+                    p, data, n_expected=n_expected, stop_at=n_expected, bg=bg,
+                    max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+                    bgr0=bgr0, converter=converter,
+                )  # fmt: skip
+            frames, error = decoded.frames, decoded.error
+            delays = walk_delays[: decoded.n_frames]
+        read_to_end = n_expected == n_file
+        complete = len(delays) == n_expected and (layout.complete or not read_to_end)
+    if bgr0 and kept is None and frames.shape[-1] == 3:  # composed or not a GIF: RGB
+        frames = _as_bgr0(frames)
+    if keep is not None and kept is None:  # read whole: the keeper applied afterwards
+        frames, kept = _keep_after(frames, np.asarray(delays, np.int64), keep)
+    return _finish(p, frames, delays, error, n_file, complete=complete, kept=kept)
 
 
 def _finish(
@@ -441,13 +565,14 @@ def _finish(
     n_file: int,
     *,
     complete: bool,
+    kept: np.ndarray | None = None,
 ) -> Gif:
     """The Gif, with the truncation warning when frames are missing or the data was corrupt."""
     truncated = not complete or (n_file < 0 and error is not None)
     if truncated:
         why = error or "file ends early"
         warnings.warn(
-            f"{p}: truncated or corrupt ({why}); kept the {len(frames)} complete frames",
+            f"{p}: truncated or corrupt ({why}); kept the {len(delays)} complete frames",
             TruncatedGifWarning,
             stacklevel=4,
         )
@@ -457,4 +582,5 @@ def _finish(
         delays_ms=np.asarray(delays, np.int64),
         truncated=truncated,
         frames_in_file=n_file,
+        kept=kept,
     )

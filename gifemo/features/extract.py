@@ -74,7 +74,13 @@ from tqdm.auto import tqdm
 
 from gifemo.backbones import VideoBackbone
 from gifemo.backbones.preprocessing import ClipTransform
-from gifemo.backbones.transfer import DeviceResize, SharedCrops, plain_cut, worker_read_kwargs
+from gifemo.backbones.transfer import (
+    DeviceResize,
+    SharedCrops,
+    keeps_used,
+    plain_cut,
+    worker_read_kwargs,
+)
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
 from gifemo.features.accumulate import (
@@ -350,6 +356,7 @@ def extract_features(
     dataset = GifClipDataset(
         list(records), sampler=sampler, transform=wire,
         read_kwargs=worker_read_kwargs(read_kwargs, wire), max_clips=max_clips,
+        keep_used=keeps_used(wire),
     )  # fmt: skip
     batches = chunk_batches(todo, n, chunk_gifs, load_gifs)
     t_start = time.perf_counter()
@@ -370,6 +377,7 @@ def extract_features(
         "resize_on": resize_on,
         "wire": {DeviceResize: "frames", SharedCrops: "crops"}.get(type(wire), "clips"),
         "pixel_format": dataset.read_kwargs.get("pixel_format", "rgb24"),
+        "keep_used": dataset.keep_used,  # used frames resized (cropped) as they are decoded
         "threads": torch.get_num_threads(),
         "world_size": ranks.world,
         "chunks": int(chunks),

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from gifemo.backbones.preprocessing import Preprocessing
-from gifemo.backbones.transfer import worker_read_kwargs
+from gifemo.backbones.transfer import keeps_used, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
@@ -59,6 +59,11 @@ class FinetuneDataModule(L.LightningDataModule):
     (``backbone.preprocessing.normalize``) — a quarter
     of the bytes through workers, shared memory, pinning and the host-to-device copy, with
     bit-identical inputs to the model. ``"float32"`` normalises in the workers.
+
+    Without a cache the workers decode FFmpeg's ``bgr0`` layout and, with ``keep_used``
+    (default), keep only the frames the clips use, resized as they are decoded
+    (``GifClipDataset(keep_used=True)``; a training GIF's one 16-frame clip leaves most frames
+    unconverted); ``keep_used=False`` decodes every frame first — the same clips (a bench A/B).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class FinetuneDataModule(L.LightningDataModule):
         read_kwargs: dict[str, Any] | None = None,
         seed: int = 0,
         clip_dtype: str = "uint8",
+        keep_used: bool = True,
     ) -> None:
         super().__init__()
         if clip_dtype not in ("uint8", "float32"):
@@ -104,6 +110,7 @@ class FinetuneDataModule(L.LightningDataModule):
             else None
         )
         self.seed = int(seed)
+        self.keep_used = bool(keep_used)
         self.rank, self.world_size = 0, 1
 
     def setup(self, stage: str | None = None) -> None:
@@ -132,12 +139,14 @@ class FinetuneDataModule(L.LightningDataModule):
             transform=transform,
             cache=self.cache,
             # without a cache the workers decode to FFmpeg's bgr0 layout (the same clips, no
-            # RGB conversion); the cache keeps its RGB frames
+            # RGB conversion) and keep only the frames the clips use, resized as they are
+            # decoded; the cache keeps its RGB frames
             read_kwargs=(
                 self.read_kwargs
                 if self.cache is not None
                 else worker_read_kwargs(self.read_kwargs, transform)
             ),
+            keep_used=self.keep_used and self.cache is None and keeps_used(transform),
             seed=self.seed,
         )
 

@@ -1,0 +1,195 @@
+"""Decoding only the frames the clips use (``GifClipDataset(keep_used=True)``, ``read_gif(keep=…)``):
+each used frame resized (or cropped) as it is decoded gives the items of decoding every frame
+first — clips, crops, random draws, notes — for every transform and sampler the repo uses, on
+odd sizes, budgets, truncated and corrupt files, a non-GIF container and a failing file; and
+extraction's store is byte-identical with and without it."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import gifemo.features.extract as extract_module
+from gifemo.backbones.c3d import C3DTransform
+from gifemo.backbones.preprocessing import resize_frame, resize_frames
+from gifemo.backbones.r2plus1d import kinetics400_preprocessing
+from gifemo.backbones.transfer import DeviceResize, FrameCrops, SharedCrops, keeps_used
+from gifemo.data import clip_dataset
+from gifemo.data.clip_dataset import GifClipDataset
+from gifemo.data.clips import AllClips, FpsClips, RandomClip
+from gifemo.data.gif import read_gif
+from gifemo.features.extract import extract_features
+from tests.gifmaker import (
+    GifFrame,
+    gif_bytes,
+    moving_frames,
+    pillow_gif,
+    random_indices,
+    random_palette,
+)
+from tests.test_extract_fast import BACKBONES, make_gifs, same_files
+
+SIZES = ((30, 40), (150, 200), (128, 171), (21, 200), (5, 17))  # shrink, grow, equal, padded rows
+
+
+class Rec:
+    def __init__(self, id: str, path) -> None:
+        self.id, self.path = id, path
+
+
+def hard_records(folder) -> list[Rec]:
+    """GIFs of odd sizes and lengths, a truncated one, one whose image 4 of 6 FFmpeg cannot
+    decode (read whole), a file that is not a GIF at all, and a missing one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for i, ((h, w), t) in enumerate(zip(SIZES, (23, 9, 17, 1, 40), strict=True)):
+        recs.append(Rec(f"s{i}", pillow_gif(folder / f"s{i}.gif", moving_frames(t, h, w, seed=i))))
+    whole = pillow_gif(folder / "whole.gif", moving_frames(30, 24, 32, seed=7))
+    data = whole.read_bytes()
+    (folder / "cut.gif").write_bytes(data[: len(data) * 2 // 3])
+    images = [GifFrame(random_indices(20, 24, 4, s), delay_cs=3 + s) for s in range(6)]
+    images[4] = GifFrame(np.zeros((20, 24), np.uint8), lzw=bytes([13]) + b"\x01\x02\x03")
+    (folder / "lzw.gif").write_bytes(gif_bytes(24, 20, images, palette=random_palette(4, 3)))
+    (folder / "bad.gif").write_bytes(b"GIF89a not a gif")
+    for name in ("cut", "lzw", "bad", "missing"):
+        recs.append(Rec(name, folder / f"{name}.gif"))
+    return recs
+
+
+def c3d_eval(output="float32"):
+    return C3DTransform(output=output)
+
+
+CASES = {  # name: (transform, sampler, max_clips, read_kwargs)
+    "c3d-eval-float": (lambda: c3d_eval(), AllClips(), None, {}),
+    "c3d-eval-uint8-bgr0": (lambda: c3d_eval("uint8"), AllClips(), 2, {"pixel_format": "bgr0"}),
+    "c3d-train-bgr0": (
+        lambda: C3DTransform(train=True, output="uint8"),
+        RandomClip(num_clips=2),
+        None,
+        {"pixel_format": "bgr0", "read_frames": 20},
+    ),
+    "kinetics-train-rgb": (
+        lambda: kinetics400_preprocessing().transform(train=True, output="uint8"),
+        RandomClip(num_clips=3),
+        None,
+        {},
+    ),
+    "c3d-fps": (lambda: c3d_eval("uint8"), FpsClips(fps=8), None, {"pixel_format": "bgr0"}),
+    "shared-crops": (
+        lambda: SharedCrops(c3d_eval("uint8")),
+        AllClips(),
+        3,
+        {"pixel_format": "bgr0", "read_frames": 30},
+    ),
+}
+
+
+def same_items(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        w = b[k]
+        if isinstance(v, FrameCrops):
+            assert np.array_equal(v.crops, w.crops) and np.array_equal(v.clips, w.clips)
+        elif isinstance(v, torch.Tensor):
+            assert v.dtype == w.dtype and torch.equal(v, w), k
+        elif isinstance(v, float) and np.isnan(v):
+            assert np.isnan(w)
+        else:
+            assert v == w, (k, v, w)
+
+
+@pytest.mark.parametrize("per_frame_from", [0, None], ids=["each-frame", "default"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kept_frames_give_the_items_of_decoding_every_frame(
+    tmp_path, monkeypatch, case, per_frame_from
+):
+    """``each-frame``: every file's used frames kept one by one as decoded; ``default``: these
+    small frames in one batch after decoding, unless a sampler leaves most frames unused."""
+    make, sampler, max_clips, read_kwargs = CASES[case]
+    if per_frame_from is not None:
+        monkeypatch.setattr(clip_dataset._UsedFrames, "per_frame_from", per_frame_from)
+    transform = make()
+    recs = hard_records(tmp_path)
+    reads = []  # (frames kept, T) of each read with keep=
+
+    def spy(path, **kw):
+        gif = read_gif(path, **kw)
+        if kw.get("keep") is not None:
+            reads.append((len(gif.kept), gif.n_frames))
+        return gif
+
+    monkeypatch.setattr(clip_dataset, "read_gif", spy)
+    kw = dict(sampler=sampler, transform=transform, max_clips=max_clips, read_kwargs=read_kwargs,
+              seed=3)  # fmt: skip
+    slow, fast = GifClipDataset(recs, **kw), GifClipDataset(recs, keep_used=True, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # truncated files
+        for epoch in (0, 1):
+            for i in range(len(recs)):
+                a, b = slow[(epoch, i)], fast[(epoch, i)]
+                same_items(a, b)
+                failing = recs[i].id in ("bad", "missing")
+                assert (a["error"] is not None) == failing, (recs[i].id, a["error"])
+        # the cases are not vacuous: budgets and truncation showed up in the items
+        notes = [slow[i]["note"] for i in range(len(recs))]
+        lzw = slow[[r.id for r in recs].index("lzw")]
+    if max_clips or read_kwargs.get("read_frames"):
+        assert any(notes), notes
+    assert lzw["truncated"] and lzw["n_frames"] == 4
+    assert len(reads) == 2 * 7  # two epochs of the 7 files that decode
+    if isinstance(sampler, RandomClip):  # frames no clip uses were never kept
+        assert any(kept < n for kept, n in reads), reads
+
+
+def test_keep_used_is_refused_for_a_transform_without_keep_frame(tmp_path):
+    recs = hard_records(tmp_path)[:1]
+    with pytest.raises(ValueError, match="keep_frame"):
+        GifClipDataset(recs, sampler=AllClips(), transform=DeviceResize(c3d_eval("uint8")),
+                       keep_used=True)  # fmt: skip
+
+
+def test_which_workers_keep_only_the_used_frames():
+    class OwnCut(C3DTransform):
+        def from_resized(self, resized, clips, generator=None, windows=None):
+            return super().from_resized(resized, clips, generator, windows)
+
+    uint8 = c3d_eval("uint8")
+    assert keeps_used(uint8) and keeps_used(c3d_eval()) and keeps_used(SharedCrops(uint8))
+    assert not keeps_used(DeviceResize(uint8)) and not keeps_used(OwnCut())
+
+
+@pytest.mark.parametrize("hw", [(30, 40), (270, 480), (5, 17), (128, 171)])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_one_frame_resized_alone_equals_the_frames_resized_together(hw, channels):
+    frames = np.random.default_rng(hw[0]).integers(0, 256, (5, *hw, channels), dtype=np.uint8)
+    together = resize_frames(frames, (128, 171))
+    for k in range(len(frames)):
+        assert np.array_equal(resize_frame(frames[k], (128, 171)), together[k])
+    # a strided view, as FFmpeg's plane with padded rows is
+    padded = np.zeros((hw[0], hw[1] + 3, channels), np.uint8)
+    padded[:, : hw[1]] = frames[0]
+    assert np.array_equal(resize_frame(padded[:, : hw[1]], (128, 171)), together[0])
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_extraction_store_is_byte_identical_with_and_without_kept_frames(
+    tmp_path, monkeypatch, backbone
+):
+    recs = make_gifs(tmp_path / "gifs", frames=(16, 9, 12, 33), bad=(1,))
+    recs += hard_records(tmp_path / "hard")
+    model = BACKBONES[backbone]()
+    kw = dict(model=model, transform=model.preprocessing.transform(train=False), batch_clips=3,
+              precision="32", device="cpu", progress=False, chunk_gifs=4, num_workers=0,
+              read_kwargs={"read_frames": 30}, max_clips=3)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = extract_features(recs, tmp_path / "kept", **kw)
+        monkeypatch.setattr(extract_module, "keeps_used", lambda wire: False)
+        whole = extract_features(recs, tmp_path / "whole", **kw)
+    assert kept.meta["last_run"]["keep_used"] and not whole.meta["last_run"]["keep_used"]
+    same_files(tmp_path / "whole", tmp_path / "kept")
+    assert len(kept) == len(recs) - 3  # bad (g1), bad.gif and missing.gif failed
