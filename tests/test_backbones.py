@@ -148,7 +148,7 @@ def test_uint8_fast_path_is_bit_identical(pre, train):
 def test_decoded_frames_path_equals_resized_path():
     frames = moving_frames(18, 50, 70, seed=3)
     pre = kinetics400_preprocessing()
-    from gifemo.backbones.preprocessing import resize_frames
+    from gifemo.backbones.resize import resize_frames
 
     clips = AllClips()(18)
     direct = pre.transform()(frames, clips)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from gifemo.backbones.c3d import C3DTransform
-from gifemo.backbones.preprocessing import resize_frames, resize_frames_tensor, used_frames
+from gifemo.backbones.resize import resize_frames, resize_frames_tensor
 from gifemo.backbones.transfer import DeviceResize, SharedCrops, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset
-from gifemo.data.clips import AllClips
+from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
 from gifemo.features.accumulate import collate_crops, collate_frames, gather_clips
 from gifemo.features.extract import (
@@ -233,7 +233,7 @@ def _naive_bilinear(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def test_float_resize_route_rounds_the_exact_bilinear_and_stays_within_1_of_the_uint8_kernel():
     """The route CUDA takes (its bilinear kernel has no uint8): float32 interpolate, rounded."""
-    from gifemo.backbones.preprocessing import _resize_nhwc
+    from gifemo.backbones.resize import _resize_nhwc
 
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 256, (2, 37, 53, 4), dtype=np.uint8)

@@ -48,7 +48,7 @@ def test_positive_weights_are_neg_over_pos():
 
 # -- clip cache ------------------------------------------------------------------------------
 def test_cache_returns_resized_frames_and_hits_on_second_read(tmp_path):
-    from gifemo.backbones.preprocessing import resize_frames
+    from gifemo.backbones.resize import resize_frames
     from gifemo.data.gif import read_gif
 
     gif = write_gif(tmp_path / "a.gif", n_frames=6)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from gifemo.data import gif as gifmod
+from gifemo.data import gif_decode
 from gifemo.data.gif import (
     DEFAULT_BACKGROUND,
     GifDecodeError,
@@ -243,7 +243,7 @@ def test_oversized_header_fails_fast_without_allocating(tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("PyAV must not be opened for an over-budget GIF")
 
-    monkeypatch.setattr(gifmod.av, "open", no_decoding)
+    monkeypatch.setattr(gif_decode.av, "open", no_decoding)
     tracemalloc.start()
     t0 = time.perf_counter()
     expect_error(tmp_path / "bomb.gif", r"16000x16000 = 256000000 pixels, over the budget")

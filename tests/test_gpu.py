@@ -52,7 +52,7 @@ def test_cuda_extraction_matches_the_cpu_store(tmp_path, precision):
 def test_cuda_device_resize_is_within_1_of_the_workers_and_gives_the_same_features(tmp_path):
     """``extract.resize_on=device`` on CUDA: its float32-and-round resize against the CPU's uint8
     kernel (pixels within 1), and the two stores' features (cosine)."""
-    from gifemo.backbones.preprocessing import resize_frames, resize_frames_tensor
+    from gifemo.backbones.resize import resize_frames, resize_frames_tensor
     from gifemo.data.gif import read_gif
 
     recs = make_gifs(tmp_path / "gifs")

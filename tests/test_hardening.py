@@ -101,7 +101,7 @@ def test_mutated_gifs_give_frames_or_gif_decode_error(tmp_path):
 
 
 def test_unexpected_exception_becomes_gif_decode_error(tmp_path, monkeypatch):
-    from gifemo.data import gif as gifmod
+    from gifemo.data import gif_decode as gifmod
 
     path = tmp_path / "a.gif"
     path.write_bytes(small_gif())

@@ -14,8 +14,8 @@ import torch
 
 import gifemo.features.extract as extract_module
 from gifemo.backbones.c3d import C3DTransform
-from gifemo.backbones.preprocessing import resize_frame, resize_frames
 from gifemo.backbones.r2plus1d import kinetics400_preprocessing
+from gifemo.backbones.resize import resize_frame, resize_frames
 from gifemo.backbones.transfer import DeviceResize, FrameCrops, SharedCrops, keeps_used
 from gifemo.data import clip_dataset
 from gifemo.data.clip_dataset import GifClipDataset

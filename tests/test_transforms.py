@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from gifemo.backbones.c3d import CROP, RESIZE_HW, SPORTS1M_MEAN_BGR, C3DTransform
-from gifemo.backbones.preprocessing import load_mean_cube, resize_frames
+from gifemo.backbones.preprocessing import load_mean_cube
+from gifemo.backbones.resize import resize_frames
 from gifemo.data.clips import AllClips, RandomClip
 
 ZERO = (0.0, 0.0, 0.0)

@@ -8,7 +8,8 @@ loads a user's weight file safely. A new backbone is one module here plus one
 """
 
 from gifemo.backbones.base import VideoBackbone
-from gifemo.backbones.preprocessing import ClipTransform, Preprocessing, resize_frames
+from gifemo.backbones.preprocessing import ClipTransform, Preprocessing
+from gifemo.backbones.resize import resize_frames
 from gifemo.backbones.weights import WeightsError, read_state_dict, weights_identity
 
 __all__ = [

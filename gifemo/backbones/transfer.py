@@ -21,15 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gifemo.backbones.preprocessing import (
-    ClipTransform,
-    _check_frames,
-    resize_frame,
-    resize_frames,
-    resize_frames_tensor,
-    used_frames,
-)
-from gifemo.data.clips import ClipIndices
+from gifemo.backbones.preprocessing import ClipTransform
+from gifemo.backbones.resize import _check_frames, resize_frame, resize_frames, resize_frames_tensor
+from gifemo.data.clips import ClipIndices, used_frames
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ import PIL
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageSequence
 
-from gifemo.data import gif as gifmod
+from gifemo.data import gif_decode
 from gifemo.data.gif import read_gif
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def threaded_decode(path: str | Path) -> np.ndarray:
         out = []
         for frame in c.decode(stream):
             rgb = np.empty((frame.height, frame.width, 3), np.uint8)
-            gifmod._to_rgb(frame, rgb, None, VideoReformatter(), "direct")
+            gif_decode._to_rgb(frame, rgb, None, VideoReformatter(), "direct")
             out.append(rgb)
     return np.stack(out)
 

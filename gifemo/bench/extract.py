@@ -66,16 +66,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
-from gifemo.backbones.preprocessing import (
-    ClipTransform,
-    resize_frames,
-    resize_frames_tensor,
-    used_frames,
-)
+from gifemo.backbones.preprocessing import ClipTransform
+from gifemo.backbones.resize import resize_frames, resize_frames_tensor
 from gifemo.backbones.transfer import DeviceResize, SharedCrops
 from gifemo.bench import loader_rate
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
-from gifemo.data.clips import AllClips
+from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
 from gifemo.features.accumulate import collate_crops, collate_frames
 from gifemo.features.extract import extract_features, resolve_device, wire_transform

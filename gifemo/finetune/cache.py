@@ -122,7 +122,7 @@ class ClipCache:
 
     def get(self, path: str | Path) -> CachedGif:
         """Resized frames of ``path``; raises ``GifDecodeError`` like ``read_gif`` on a bad file."""
-        from gifemo.backbones.preprocessing import resize_frames
+        from gifemo.backbones.resize import resize_frames
         from gifemo.data.gif import read_gif
 
         key = self.key(path)
