@@ -193,3 +193,24 @@ def test_extraction_store_is_byte_identical_with_and_without_kept_frames(
     assert kept.meta["last_run"]["keep_used"] and not whole.meta["last_run"]["keep_used"]
     same_files(tmp_path / "whole", tmp_path / "kept")
     assert len(kept) == len(recs) - 3  # bad (g1), bad.gif and missing.gif failed
+
+
+@pytest.mark.parametrize("hw", [(30, 40), (300, 400)], ids=["batch", "each-frame"])
+def test_cache_entries_are_every_frame_resized_on_both_routes(tmp_path, hw):
+    """The fine-tuning cache decodes with keep=: 300×400 frames (≥ KEEP_PER_FRAME_FROM pixels)
+    are resized one by one as decoded, 30×40 in one batch; either way the entry is
+    resize_frames(read_gif(path).frames), with the delays and the truncated flag — also for a
+    truncated file."""
+    from gifemo.finetune.cache import ClipCache
+
+    path = pillow_gif(tmp_path / "a.gif", moving_frames(7, *hw, seed=3), durations_ms=[30, 50] * 4)
+    data = path.read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) * 3 // 4])
+    for p in (path, tmp_path / "cut.gif"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = read_gif(p)
+            entry = ClipCache(tmp_path / f"cache-{p.stem}", max_mb=100).get(p)
+        assert np.array_equal(entry.resized, resize_frames(ref.frames))
+        assert np.array_equal(entry.delays_ms, ref.delays_ms)
+        assert entry.truncated == ref.truncated == (p.stem == "cut")

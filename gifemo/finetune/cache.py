@@ -1,6 +1,7 @@
 """An on-disk cache of decoded, resized GIF frames, shared by DataLoader workers and epochs.
 
-What is cached: for each GIF, ``resize_frames(read_gif(path).frames, resize_hw)`` — uint8
+What is cached: for each GIF, ``resize_frames(read_gif(path).frames, resize_hw)`` (made with
+``read_gif(keep=…)``: frames of ≥ 100,000 pixels are resized as they are decoded) — uint8
 (T, H, W, 3) at the backbone's ``resize_hw`` (128×171 for C3D and R(2+1)D),
 every frame of the GIF (clip sampling, crop, flip and mean subtraction stay random per epoch and
 are applied on top by the backbone transform's ``from_resized``) — plus its delays (T,) int64 and the
@@ -32,6 +33,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from gifemo.backbones.resize import resize_frame, resize_frames
+from gifemo.data.gif import KEEP_PER_FRAME_FROM, read_gif
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +126,15 @@ class ClipCache:
 
     def get(self, path: str | Path) -> CachedGif:
         """Resized frames of ``path``; raises ``GifDecodeError`` like ``read_gif`` on a bad file."""
-        from gifemo.backbones.resize import resize_frames
-        from gifemo.data.gif import read_gif
-
         key = self.key(path)
         cached = self._read(key)
         if cached is not None:
             self.hits += 1
             return cached
         self.misses += 1
-        gif = read_gif(path, **self.read_kwargs)
-        resized = resize_frames(gif.frames, self.resize_hw)  # (T, H, W, 3) uint8
+        # every frame, resized as it is decoded (large frames: never held at full size)
+        gif = read_gif(path, **self.read_kwargs, keep=_EveryFrameResized(self.resize_hw))
+        resized = gif.frames  # (T, H, W, 3) uint8 = resize_frames(read_gif(path).frames)
         delays_meta = np.r_[gif.delays_ms.astype(np.int64), np.int64(gif.truncated)]
         if self.max_bytes > 0 and self.size_bytes() + resized.nbytes + 256 <= self.max_bytes:
             frames_path, delays_path = self._paths(key)
@@ -146,3 +148,20 @@ class ClipCache:
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "skipped": self.skipped}
+
+
+class _EveryFrameResized:
+    """``read_gif``'s keeper of a cache entry: every frame, resized (:func:`resize_frame` one
+    by one as decoded, or :func:`resize_frames` in one batch: the same bytes)."""
+
+    def __init__(self, resize_hw: tuple[int, int]) -> None:
+        self.resize_hw, self.per_frame_from = resize_hw, KEEP_PER_FRAME_FROM
+
+    def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
+        return np.arange(n_frames)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return resize_frame(frame, self.resize_hw)
+
+    def batch(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return resize_frames(frames, self.resize_hw, index=index)
