@@ -32,9 +32,11 @@ Two ceilings, measured in the same run:
   the previous decode (RGB through swscale), measured in the same run.
 
 Worker profile (:func:`worker_profile`): where one loader worker's time goes per clip, stage
-by stage in this process, and the loader alone (one worker, no model) for the path before
-(RGB through swscale, resize and cut in the worker) and both paths now (``resize_on=worker``
-and ``resize_on=device``), alternating rounds, best round each: clips/s per worker, the share
+by stage in this process, and the loader alone (one worker, no model) for the paths before
+(``before``: RGB through swscale, resize and cut in the worker; ``decode_all``: bgr0, every
+frame decoded and copied, then the used ones resized) and both paths now (``resize_on=worker``:
+only the used frames kept, each resized and cropped as it is decoded; ``resize_on=device``),
+alternating rounds, best round each: clips/s per worker, the share
 of the decode bound, bytes per clip through shared memory; the difference between the
 loader's seconds per clip and its stages' sum is the inter-process cost (pickling, shared
 memory, the main process's collation).
