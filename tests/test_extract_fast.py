@@ -240,9 +240,10 @@ def test_compile_matches_eager_within_tolerance(tmp_path):
 def test_worker_profile_and_gpu_check_summary(tmp_path, capsys):
     from gifemo.bench import extract as bench_extract
     from gifemo.bench import gpu
+    from gifemo.bench.worker_profile import worker_profile
 
     recs = bench_extract.make_gifs(tmp_path, 3, n_unique=2, hw=(36, 48), frames=(16, 24))
-    prof = bench_extract.worker_profile(recs, C3DTransform(), seconds=0.2)
+    prof = worker_profile(recs, C3DTransform(), seconds=0.2)
     st = prof["stage_ms_per_clip"]
     assert all(v > 0 for v in st.values()) and prof["clips"] >= 2
     for path in ("before", "decode_all", "worker", "device"):

@@ -401,7 +401,7 @@ def test_finetuning_learns_and_is_reproducible(tmp_path):
 
 # -- DDP equals one big batch ----------------------------------------------------------------
 def test_dropout_masks_depend_on_the_gif_and_clip_not_on_the_batch():
-    from gifemo.finetune.module import dropout_keep_mask
+    from gifemo.finetune.dropout import dropout_keep_mask
 
     a = dropout_keep_mask(1, 2, torch.tensor([5, 9]), torch.tensor([0, 0, 1]), 4000, 0.3)
     b = dropout_keep_mask(1, 2, torch.tensor([7, 5]), torch.tensor([0, 1, 1, 1]), 4000, 0.3)

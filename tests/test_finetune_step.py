@@ -13,13 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from gifemo.finetune.module import (
-    _DROPOUT_TAG,
-    clip_in_gif,
-    dropout_keep_mask,
-    mean_by_gif,
-    mix32,
-)
+from gifemo.finetune.dropout import _DROPOUT_TAG, clip_in_gif, dropout_keep_mask, mix32
+from gifemo.finetune.module import mean_by_gif
 from tests.test_finetune import _batch, _module
 
 M32 = 0xFFFFFFFF
