@@ -33,15 +33,16 @@ BG = (1, 2, 3)
 class EveryOther:
     """A keeper: frames 1, 3, 5, … (frame 0 too when the delays sum to an odd number of cs,
     so that ``select`` must get the right delays), each cut to every second row, every third
-    column; it counts its calls."""
+    column; it counts its calls. ``first_half``: only those in the first half of the file,
+    with ``stop_after_last`` (decoding stops after the last of them)."""
 
-    def __init__(self, per_frame_from: int = 0) -> None:
+    def __init__(self, per_frame_from: int = 0, first_half: bool = False) -> None:
         self.selects, self.calls, self.batches = [], 0, 0
-        self.per_frame_from = per_frame_from
+        self.per_frame_from, self.stop_after_last = per_frame_from, first_half
 
     def select(self, n, delays_ms):
         self.selects.append((n, np.asarray(delays_ms).tolist()))
-        odd = np.arange(1, n, 2)
+        odd = np.arange(1, (n + 1) // 2 if self.stop_after_last else n, 2)
         return np.r_[0, odd] if (np.sum(delays_ms) // 10) % 2 else odd
 
     def __call__(self, frame):
@@ -53,13 +54,16 @@ class EveryOther:
         return frames[index][:, ::2, ::3]
 
 
-def assert_keep_same(path, ref, **kw) -> None:
+def assert_keep_same(path, ref, damaged_late: bool = False, **kw) -> None:
     """``read_gif(keep=...)`` in RGB and bgr0, frame by frame as decoded and in one batch
-    after, equals the keeper applied to ``ref``'s frames; unkept frames never reach it."""
-    for (fmt, frames), per_frame_from in itertools.product(
-        (("rgb24", ref.frames), ("bgr0", None)), (0, 10**9)
+    after, and stopping after the last kept frame of the first half, equals the keeper applied
+    to ``ref``'s frames; unkept frames never reach it. ``damaged_late``: a file whose image
+    data is damaged in its second half, where stopping early differs by design (not run)."""
+    halves = (False,) if damaged_late else (False, True)
+    for (fmt, frames), per_frame_from, half in itertools.product(
+        (("rgb24", ref.frames), ("bgr0", None)), (0, 10**9), halves
     ):
-        keeper = EveryOther(per_frame_from)
+        keeper = EveryOther(per_frame_from, half)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             got = read_gif(path, pixel_format=fmt, keep=keeper, **kw)
@@ -69,7 +73,7 @@ def assert_keep_same(path, ref, **kw) -> None:
             frames = frames[..., :3]
         else:
             got_frames = got.frames
-        kept = EveryOther().select(ref.n_frames, ref.delays_ms)
+        kept = EveryOther(first_half=half).select(ref.n_frames, ref.delays_ms)
         assert np.array_equal(got.kept, kept)
         if len(kept):
             assert np.array_equal(got_frames, frames[kept][:, ::2, ::3])
@@ -196,7 +200,14 @@ def test_keep_reads_whole_when_ffmpeg_stops_before_the_walk_count(tmp_path, code
         read_gif(path, keep=keeper)
     assert ref.truncated and ref.n_frames == 4 and ref.frames_in_file == 6
     assert [n for n, _ in keeper.selects] == [6, 4]
-    assert_keep_same(path, ref)
+    assert_keep_same(path, ref, damaged_late=True)
+    # stopping after the last kept frame (frame 1, before the damage): frames 2-5 are never
+    # decoded, so T and the delays are the walk's and the damage goes unnoticed (by design)
+    early = EveryOther(per_frame_from=10**9, first_half=True)
+    got = read_gif(path, keep=early)
+    assert [n for n, _ in early.selects] == [6] and got.n_frames == 6 and not got.truncated
+    assert np.array_equal(got.frames, ref.frames[got.kept][:, ::2, ::3])
+    assert got.kept[-1] < 4 and early.batches == 0
 
 
 def test_keeping_frame_by_frame_holds_only_the_kept_outputs(tmp_path):

@@ -102,13 +102,22 @@ def same_items(a: dict, b: dict) -> None:
             assert v == w, (k, v, w)
 
 
+TRAINING = {name for name, (_, sampler, _, _) in CASES.items() if isinstance(sampler, RandomClip)}
+
+
 @pytest.mark.parametrize("per_frame_from", [0, None], ids=["each-frame", "default"])
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    ("case", "stop"),
+    [(c, False) for c in sorted(CASES)] + [(c, True) for c in sorted(TRAINING)],
+    ids=lambda v: {False: "to-the-end", True: "stop-after-used"}.get(v, v),
+)
 def test_kept_frames_give_the_items_of_decoding_every_frame(
-    tmp_path, monkeypatch, case, per_frame_from
+    tmp_path, monkeypatch, case, per_frame_from, stop
 ):
     """``each-frame``: every file's used frames kept one by one as decoded; ``default``: these
-    small frames in one batch after decoding, unless a sampler leaves most frames unused."""
+    small frames in one batch after decoding. ``stop-after-used`` (training samplers): decoding
+    stops after the last used frame — the same items on every file here, the damaged one too
+    (its clips reach the damage, so it is read whole)."""
     make, sampler, max_clips, read_kwargs = CASES[case]
     if per_frame_from is not None:
         monkeypatch.setattr(clip_dataset._UsedFrames, "per_frame_from", per_frame_from)
@@ -125,7 +134,8 @@ def test_kept_frames_give_the_items_of_decoding_every_frame(
     monkeypatch.setattr(clip_dataset, "read_gif", spy)
     kw = dict(sampler=sampler, transform=transform, max_clips=max_clips, read_kwargs=read_kwargs,
               seed=3)  # fmt: skip
-    slow, fast = GifClipDataset(recs, **kw), GifClipDataset(recs, keep_used=True, **kw)
+    slow = GifClipDataset(recs, **kw)
+    fast = GifClipDataset(recs, keep_used=True, stop_after_used=stop, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # truncated files
         for epoch in (0, 1):

@@ -101,6 +101,12 @@ class GifClipDataset(Dataset):
             drawn from the same generator in the same order, as decoding every frame first.
             For transforms that have the three methods
             (:func:`gifemo.backbones.transfer.keeps_used`).
+        stop_after_used: with ``keep_used``, decoding stops after the last frame the clips use
+            (a training GIF's random clip: on average half of a long GIF is never decoded).
+            The frame count and delays are the block walk's. Damage to a GIF's image data
+            after that frame therefore goes unnoticed: the item has the walk's frame count and
+            its clips, where decoding every frame would find fewer frames and draw others.
+            For training, where that is a valid draw from the frames that decode.
         cache: where frames come from instead of decoding: anything with ``get(path)`` returning
             a :class:`gifemo.finetune.cache.CachedGif` (resized frames, delays, truncated), e.g.
             a :class:`~gifemo.finetune.cache.ClipCache`. The clips are then cut with
@@ -122,6 +128,7 @@ class GifClipDataset(Dataset):
         cache: Any = None,
         max_clips: int | None = None,
         keep_used: bool = False,
+        stop_after_used: bool = False,
     ):
         self.records = list(records)
         if labels is not None:
@@ -136,7 +143,9 @@ class GifClipDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.seed = int(seed)
         self.cache = cache
-        self.keep_used = bool(keep_used)
+        self.keep_used, self.stop_after_used = bool(keep_used), bool(stop_after_used)
+        if self.stop_after_used and not self.keep_used:
+            raise ValueError("stop_after_used needs keep_used=True")
         methods = ("keep_frame", "keep_frames", "from_kept")
         if self.keep_used and not all(hasattr(transform, m) for m in methods):
             raise ValueError(f"keep_used needs {', '.join(methods)}; {transform!r} lacks them")
@@ -243,6 +252,7 @@ class _UsedFrames:
         transform: _KeepingTransform = dataset.transform  # type: ignore[assignment]
         self.keep_frame, self.from_kept = transform.keep_frame, transform.from_kept
         self.batch = transform.keep_frames
+        self.stop_after_last = dataset.stop_after_used
 
     def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
         d = self.dataset

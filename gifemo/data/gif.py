@@ -77,7 +77,10 @@ Keeping only some frames
     without ``keep`` (delays of all T frames, ``n_frames`` = T). Files that take another route
     (composed from their blocks, not a GIF) or whose frames turn out fewer than the walk
     promised (corrupt data) are read whole and kept in one batch: the result is always the
-    keeper applied to :func:`read_gif`'s frames.
+    keeper applied to :func:`read_gif`'s frames. A keeper with ``stop_after_last`` lets
+    decoding stop after the last kept frame (a training clip early in a long GIF: the rest is
+    never decoded). T and the delays are then the block walk's, and damage to the image data
+    after that frame goes unnoticed: a full read of such a file finds fewer frames.
 
 Truncation
     A GIF whose data ends early (no trailer, or an image cut short) returns the frames whose
@@ -299,20 +302,24 @@ def _read_gif(
         )  # fmt: skip
         n_expected = n_file if read_frames is None else min(n_file, read_frames)
         walk_delays = [10 * im.delay_cs for im in layout.images[:n_expected]]
-        decoded = None
+        decoded, n_read = None, 0
         if route is None and keep is not None:
             kept = selection(keep, n_expected, np.asarray(walk_delays, np.int64))
-            if layout.width * layout.height < keep.per_frame_from:
-                kept = None  # small frames: decoded whole, kept in one batch below
+            # stop after the last kept frame when the keeper allows it (frames after it are
+            # never decoded); small frames that must be decoded to the end: read whole below
+            stop = int(kept[-1]) + 1 if keep.stop_after_last and len(kept) else n_expected
+            if layout.width * layout.height < keep.per_frame_from and stop == n_expected:
+                kept = None
         if kept is not None and keep is not None:  # only the kept frames, each as decoded
             want = np.zeros(n_expected, bool)
             want[kept] = True
             decoded = decode_frames(
-                p, data, n_expected=n_expected, stop_at=n_expected, bg=bg,
+                p, data, n_expected=n_expected, stop_at=stop, bg=bg,
                 max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0,
                 converter=converter, keep=(want, keep),
             )  # fmt: skip
-            if decoded.n_frames != n_expected:  # fewer than the walk said: read it whole
+            n_read = n_expected  # the walk's count, also when it stopped early
+            if decoded.n_frames != stop:  # fewer than the walk said: read it whole
                 decoded, kept = None, None
         if route is not None:  # FFmpeg's frames differ from the spec's: compose from the blocks
             frames, delays = compose_gif(
@@ -326,8 +333,9 @@ def _read_gif(
                     max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
                     bgr0=bgr0, converter=converter,
                 )  # fmt: skip
+                n_read = decoded.n_frames
             frames, error = decoded.frames, decoded.error
-            delays = walk_delays[: decoded.n_frames]
+            delays = walk_delays[:n_read]
         read_to_end = n_expected == n_file
         complete = len(delays) == n_expected and (layout.complete or not read_to_end)
     if bgr0 and kept is None and frames.shape[-1] == 3:  # composed or not a GIF: RGB

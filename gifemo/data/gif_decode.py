@@ -25,6 +25,9 @@ class FrameKeeper(Protocol):
     # ones are decoded whole and kept in one :meth:`batch` (per-frame calls then cost more than
     # the copies they save).
     per_frame_from: int
+    # True: decoding may stop after the last kept frame (a GIF: its frame count and delays are
+    # the block walk's; damage in the frames after it goes unnoticed — :mod:`gifemo.data.gif`)
+    stop_after_last: bool
 
     def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
         """The indices of the frames to keep, ascending, given the file's frame count and
@@ -207,6 +210,8 @@ def decode_frames(
                     kept[len(frames)] = out
                     frames.append(kept[len(frames)])
                 t += 1
+                if keep is not None and t == stop_at:
+                    break  # the last kept frame: the next one is not decoded
         except av.FFmpegError as e:
             error = str(e)
     if not t:

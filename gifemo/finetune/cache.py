@@ -156,6 +156,7 @@ class _EveryFrameResized:
 
     def __init__(self, resize_hw: tuple[int, int]) -> None:
         self.resize_hw, self.per_frame_from = resize_hw, KEEP_PER_FRAME_FROM
+        self.stop_after_last = False  # every frame is kept anyway
 
     def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
         return np.arange(n_frames)

@@ -62,8 +62,10 @@ class FinetuneDataModule(L.LightningDataModule):
 
     Without a cache the workers decode FFmpeg's ``bgr0`` layout and, with ``keep_used``
     (default), keep only the frames the clips use, resized as they are decoded
-    (``GifClipDataset(keep_used=True)``; a training GIF's one 16-frame clip leaves most frames
-    unconverted); ``keep_used=False`` decodes every frame first — the same clips (a bench A/B).
+    (``GifClipDataset(keep_used=True)``); at training, decoding also stops after the GIF's
+    random clip (``stop_after_used``: the frames after it are never decoded, so damage there
+    goes unnoticed — the clip is still a valid draw). ``keep_used=False`` decodes every frame
+    first (a bench A/B; the same clips on undamaged files).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class FinetuneDataModule(L.LightningDataModule):
         records, labels = part
         train = split == "train"
         transform = self.preprocessing.transform(train=train, output=self.clip_dtype)
+        keep = self.keep_used and self.cache is None and keeps_used(transform)
         return GifClipDataset(
             records,
             labels=labels,
@@ -146,7 +149,8 @@ class FinetuneDataModule(L.LightningDataModule):
                 if self.cache is not None
                 else worker_read_kwargs(self.read_kwargs, transform)
             ),
-            keep_used=self.keep_used and self.cache is None and keeps_used(transform),
+            keep_used=keep,
+            stop_after_used=keep and train,  # one random clip: the rest need not be decoded
             seed=self.seed,
         )
 
