@@ -93,14 +93,14 @@ class GifClipDataset(Dataset):
         max_clips: per-GIF clip budget: a GIF with more clips uses ``max_clips`` of them,
             evenly spaced (the sampler's ``max_clips``), and its item says so in ``"note"``.
         seed: base seed of the per-item generators.
-        keep_used: decode with ``read_gif(keep=…)``: the clips are drawn once the GIF's frame
+        keep_used: decode with ``read_gif(keep=…)``. The clips are drawn once the GIF's frame
             count and delays are known (from its block walk, before decoding), and only the
             frames they use are kept, each as ``transform.keep_frame`` makes it while it is
-            decoded (resized, no full-size copy; frames under ``KEEP_PER_FRAME_FROM`` pixels:
-            ``transform.keep_frames`` in one batch after decoding); the clips are then ``transform.from_kept`` of them — the same clips,
-            drawn from the same generator in the same order, as decoding every frame first.
-            For transforms that have the three methods
-            (:func:`gifemo.backbones.transfer.keeps_used`).
+            decoded (resized, no full-size copy). Frames under ``KEEP_PER_FRAME_FROM`` pixels
+            go through ``transform.keep_frames`` in one batch after decoding. The clips are
+            then ``transform.from_kept`` of the kept frames: the same clips, drawn from the
+            same generator in the same order, as decoding every frame first. For transforms
+            that have the three methods (:func:`gifemo.backbones.transfer.keeps_used`).
         stop_after_used: with ``keep_used``, decoding stops after the last frame the clips use
             (a training GIF's random clip: on average half of a long GIF is never decoded).
             The frame count and delays are the block walk's. Damage to a GIF's image data
