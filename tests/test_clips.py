@@ -15,6 +15,7 @@ from gifemo.data.clips import (
     ClipIndices,
     FpsClips,
     RandomClip,
+    RandomFpsClip,
     clip_indices,
     padded_length,
     resample_times,
@@ -165,6 +166,37 @@ def test_fps_clips_on_gifs_with_known_delays(tmp_path, delays, fps, clip_len, st
     assert sampler.count(gif.n_frames, gif.delays_ms) == len(want)
     # each clip lasts clip_len / fps seconds of the animation, whatever the GIF's own speed
     assert clips.starts.tolist() == list(range(0, stride * len(want), stride))
+
+
+@pytest.mark.parametrize("delays", DELAY_TABLE)
+@pytest.mark.parametrize(("fps", "num_clips"), [(10.0, 1), (25.0, 3), (4.0, 2)])
+def test_random_fps_clip_is_random_clip_on_the_naive_playback(delays, fps, num_clips):
+    """The training sampler of clips=fps: RandomClip's draw (same generator) on the naive
+    playback resampled at fps, mapped back to the frames on screen."""
+    played = naive_playback(delays, fps)
+    sampler = FpsClips(fps=fps).training(num_clips)
+    assert isinstance(sampler, RandomFpsClip) and sampler.num_clips == num_clips
+    for seed in range(5):
+        got = sampler(len(delays), torch.Generator().manual_seed(seed), delays_ms=np.array(delays))
+        on_samples = RandomClip(num_clips=num_clips)(
+            len(played), torch.Generator().manual_seed(seed)
+        )
+        assert got.frames.tolist() == [[played[j] for j in c] for c in on_samples.frames.tolist()]
+        assert got.starts.tolist() == on_samples.starts.tolist()
+    assert sampler.count(len(delays), np.array(delays)) == num_clips
+    assert sampler.describe()["sampler"] == "RandomFpsClip"
+    assert sampler.describe()["fps"] == fps and sampler.describe()["num_clips"] == num_clips
+
+
+def test_training_samplers_of_the_evaluation_rules():
+    assert (
+        AllClips(clip_len=8, stride=4).training(3).describe()
+        == RandomClip(num_clips=3, clip_len=8, stride=4).describe()
+    )
+    fps = FpsClips(fps=5.0, clip_len=8, stride=4).training(2)
+    assert (fps.fps, fps.clip_len, fps.stride, fps.num_clips) == (5.0, 8, 4, 2)
+    # FpsClips itself is unchanged (its description is part of stores' fingerprints)
+    assert "num_clips" not in FpsClips(fps=5.0).describe()
 
 
 def test_fps_clips_by_hand():

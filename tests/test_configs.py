@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -271,6 +272,27 @@ def test_model_finetune_builds_optimizer_and_callbacks_from_config(
     # the tiny experiment drops early stopping only
     tiny = compose_train([*base_overrides(data_dir, tmp_path), "experiment=finetune_tiny"])
     assert [type(c) for c in build_callbacks(tiny)] == [ModelCheckpoint, FinalCheckpoint]
+
+
+def test_finetune_takes_the_clip_rule_from_the_clips_group(data_dir: Path, tmp_path: Path) -> None:
+    """`train.py model=finetune clips=fps clips.fps=5`: the fine-tuning data module evaluates
+    on FpsClips(5) and trains on RandomFpsClip(5); `clips=all` keeps the paper's rule."""
+    from gifemo.backbones.c3d import c3d_preprocessing
+    from gifemo.data.clips import AllClips, FpsClips, RandomFpsClip
+    from gifemo.runners.finetune import build_datamodule
+
+    base = [*base_overrides(data_dir, tmp_path), "model=finetune", "data.kind=gifgif_plus"]
+    records, labels = [object()] * 3, np.zeros((3, 17), bool)
+    split = {"train": np.arange(2), "val": np.arange(2, 3), "test": np.arange(2, 3)}
+    for overrides, rule, train in (
+        (["clips=fps", "clips.fps=5"], FpsClips, RandomFpsClip),
+        ([], AllClips, None),
+    ):
+        cfg = compose_train([*base, *overrides])
+        dm = build_datamodule(cfg, records, labels, split, c3d_preprocessing())
+        assert type(dm.clips) is rule
+        if train is not None:
+            assert dm.clips.fps == 5.0 and isinstance(dm.dataset("train").sampler, train)
 
 
 def test_bases_are_shared_not_copied() -> None:

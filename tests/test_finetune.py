@@ -164,6 +164,34 @@ def test_uncached_datamodule_decodes_bgr0_and_gives_the_rgb_decode_items(tmp_pat
             assert x["n_frames"] == y["n_frames"] and x["mean_delay_ms"] == y["mean_delay_ms"]
 
 
+def test_datamodule_trains_and_evaluates_on_its_clip_rule(tmp_path):
+    """clips=fps reaches fine-tuning: evaluation uses the rule (FpsClips), training its random
+    version (RandomFpsClip with num_clips); the default stays the paper's AllClips/RandomClip;
+    a sampler without a training version is refused."""
+    from gifemo.backbones.c3d import c3d_preprocessing
+    from gifemo.data.clips import AllClips, FpsClips, RandomClip, RandomFpsClip
+    from gifemo.data.gif import read_gif
+
+    records = _records(tmp_path, 3)
+    labels = np.eye(3, 17, dtype=np.float32)
+    common = dict(preprocessing=c3d_preprocessing(), train=(records, labels),
+                  val=(records, labels), num_clips=2, seed=1)  # fmt: skip
+    rule = FpsClips(fps=4.0, clip_len=8, stride=4)
+    dm = FinetuneDataModule(**common, clips=rule)
+    train, val = dm.dataset("train"), dm.dataset("val")
+    assert isinstance(train.sampler, RandomFpsClip) and val.sampler is rule
+    assert (train.sampler.fps, train.sampler.clip_len, train.sampler.num_clips) == (4.0, 8, 2)
+    gif = read_gif(records[1].path)
+    item = val[1]
+    assert item["clips"].shape[:3] == (rule.count(gif.n_frames, gif.delays_ms), 3, 8)
+    assert train[(0, 1)]["clips"].shape[:3] == (2, 3, 8)
+    default = FinetuneDataModule(**common)
+    assert type(default.dataset("val").sampler) is AllClips
+    assert type(default.dataset("train").sampler) is RandomClip
+    with pytest.raises(ValueError, match="training sampler"):
+        FinetuneDataModule(**common, clips=RandomClip())
+
+
 def test_datamodule_sends_uint8_clips_and_module_normalises_them(tmp_path):
     from gifemo.finetune.data import FinetuneDataModule
 

@@ -18,6 +18,10 @@ L = max(16, 8·⌈n/8⌉) and (L − 16)/8 + 1 evaluation clips.
 - :class:`FpsClips`: the time-aware sampler (the paper's §5 direction). It first resamples
   the GIF to ``fps`` frames per second from the GIF's own frame delays, then cuts clips as
   :class:`AllClips` does, so every clip covers ℓ/fps seconds whatever the GIF's speed.
+  :class:`RandomFpsClip` draws :class:`RandomClip`'s clips on that time axis (training).
+
+``sampler.training(num_clips)`` is the training sampler of an evaluation rule (AllClips →
+RandomClip, FpsClips → RandomFpsClip): fine-tuning trains on it and evaluates on the rule.
 
 Resampling (:func:`resample_times`). Frame i is shown for d_i ms from t_i = Σ_{j<i} d_j; the
 animation lasts D = Σ d_i. The resampled sequence has M = max(1, ⌈D·fps/1000⌉) frames; frame k is
@@ -150,6 +154,11 @@ class AllClips:
     def __repr__(self) -> str:
         return f"AllClips(clip_len={self.clip_len}, stride={self.stride})"
 
+    def training(self, num_clips: int) -> RandomClip:
+        """The training sampler of this rule: ``num_clips`` random clips of the same length
+        and padding."""
+        return RandomClip(num_clips=num_clips, clip_len=self.clip_len, stride=self.stride)
+
 
 class RandomClip:
     """``num_clips`` clips with starts drawn uniformly from every offset 0, 1, …, L − ℓ.
@@ -251,7 +260,7 @@ class FpsClips:
             raise ValueError(f"FpsClips: fps must be a positive number, got {fps}")
         self.fps = float(fps)
         self.clip_len, self.stride = _check_len_stride(clip_len, stride)
-        self._all = AllClips(clip_len=self.clip_len, stride=self.stride)
+        self._all: AllClips | RandomClip = AllClips(clip_len=self.clip_len, stride=self.stride)
 
     def _ends(self, n_frames: int, delays_ms: np.ndarray | None) -> np.ndarray:
         if delays_ms is None:
@@ -275,7 +284,9 @@ class FpsClips:
         ends = self._ends(n_frames, delays_ms)  # (T,) ms
         # clips of the M resampled frames, then each sample's time → the frame on screen then;
         # only the kept clips' samples are computed (M can be huge), as resample_times would
-        clips = self._all(_n_samples(ends, self.fps), max_clips=max_clips)  # (N, ℓ) sample no.
+        clips = self._all(  # (N, ℓ) sample numbers
+            _n_samples(ends, self.fps), generator, max_clips=max_clips
+        )
         times = clips.frames.astype(np.float64) * (1000.0 / self.fps)  # (N, ℓ) ms
         return ClipIndices(clips.starts, np.searchsorted(ends, times, side="right"))
 
@@ -291,6 +302,39 @@ class FpsClips:
 
     def __repr__(self) -> str:
         return f"FpsClips(fps={self.fps}, clip_len={self.clip_len}, stride={self.stride})"
+
+    def training(self, num_clips: int) -> RandomFpsClip:
+        """The training sampler of this rule: ``num_clips`` random clips of the resampled GIF."""
+        return RandomFpsClip(
+            num_clips=num_clips, fps=self.fps, clip_len=self.clip_len, stride=self.stride
+        )
+
+
+class RandomFpsClip(FpsClips):
+    """:class:`RandomClip` on the GIF resampled to ``fps`` (:class:`FpsClips`' time axis):
+    ``num_clips`` clips at uniformly drawn starts of the resampled, loop-padded sequence, each
+    covering ℓ/fps seconds — the training sampler of ``clips=fps`` (fine-tuning)."""
+
+    def __init__(
+        self,
+        *,
+        num_clips: int = 1,
+        fps: float,
+        clip_len: int = DEFAULT_CLIP_LEN,
+        stride: int = DEFAULT_STRIDE,
+    ):
+        super().__init__(fps=fps, clip_len=clip_len, stride=stride)
+        self._all = RandomClip(num_clips=num_clips, clip_len=self.clip_len, stride=self.stride)
+        self.num_clips = self._all.num_clips
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "sampler": "RandomFpsClip", "num_clips": self.num_clips}
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomFpsClip(num_clips={self.num_clips}, fps={self.fps}, "
+            f"clip_len={self.clip_len}, stride={self.stride})"
+        )
 
 
 def used_frames(clips: ClipIndices, n_frames: int) -> tuple[np.ndarray, ClipIndices]:

@@ -29,6 +29,7 @@ import torch
 from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.backbones.transfer import keeps_used, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
+from gifemo.data.clips import AllClips
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
 
@@ -45,10 +46,12 @@ def collate_finetune(items: list[dict[str, Any]]) -> dict[str, Any]:
 class FinetuneDataModule(L.LightningDataModule):
     """Train / val / test clip loaders for :class:`gifemo.finetune.module.FinetuneModule`.
 
-    Training: ``RandomClip(num_clips)`` + ``preprocessing.transform(train=True)`` (random crop
-    and flip), shuffled by (seed, epoch),
-    padded across ranks. Evaluation: ``AllClips`` + centre crop, sharded across ranks without
-    padding (each GIF once). ``batch_size`` is GIFs per device. Under DDP it takes rank and world
+    Evaluation: the clip rule ``clips`` (default ``AllClips()``, the paper's; ``FpsClips(fps)``
+    with ``clips=fps``, as extraction uses it) + centre crop, sharded across ranks without
+    padding (each GIF once). Training: the rule's random version,
+    ``clips.training(num_clips)`` (``RandomClip`` / ``RandomFpsClip``), +
+    ``preprocessing.transform(train=True)`` (random crop and flip), shuffled by (seed, epoch),
+    padded across ranks. ``batch_size`` is GIFs per device. Under DDP it takes rank and world
     size from the trainer and needs ``Trainer(use_distributed_sampler=False)``.
 
     ``preprocessing``: the backbone's (``backbone.preprocessing``): resize, crop, channel order,
@@ -87,6 +90,7 @@ class FinetuneDataModule(L.LightningDataModule):
         seed: int = 0,
         clip_dtype: str = "uint8",
         keep_used: bool = True,
+        clips: Any = None,
     ) -> None:
         super().__init__()
         if clip_dtype not in ("uint8", "float32"):
@@ -113,6 +117,12 @@ class FinetuneDataModule(L.LightningDataModule):
         )
         self.seed = int(seed)
         self.keep_used = bool(keep_used)
+        self.clips = AllClips() if clips is None else clips
+        if not hasattr(self.clips, "training"):
+            raise ValueError(
+                f"clips must be an evaluation clip rule with a training sampler (AllClips, "
+                f"FpsClips), got {self.clips!r}"
+            )
         self.rank, self.world_size = 0, 1
 
     def setup(self, stage: str | None = None) -> None:
@@ -126,8 +136,6 @@ class FinetuneDataModule(L.LightningDataModule):
                 )
 
     def dataset(self, split: str) -> GifClipDataset:
-        from gifemo.data.clips import AllClips, RandomClip
-
         part = self.splits[split]
         if part is None:
             raise ValueError(f"no {split} split was given to FinetuneDataModule")
@@ -138,7 +146,7 @@ class FinetuneDataModule(L.LightningDataModule):
         return GifClipDataset(
             records,
             labels=labels,
-            sampler=RandomClip(num_clips=self.num_clips) if train else AllClips(),
+            sampler=self.clips.training(self.num_clips) if train else self.clips,
             transform=transform,
             cache=self.cache,
             # without a cache the workers decode to FFmpeg's bgr0 layout (the same clips, no

@@ -108,6 +108,7 @@ def build_datamodule(
         read_kwargs={"max_pixels": int(m.max_pixels), "max_frames": m.max_frames},
         seed=int(cfg.seed),
         clip_dtype=str(m.clip_dtype),
+        clips=instantiate(cfg.clips) if cfg.get("clips") is not None else None,
     )
 
 
