@@ -61,11 +61,7 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int] = (128, 171)) -> np.nd
     if frame.shape[:2] == tuple(size):
         return frame.copy()
     x = torch.from_numpy(frame if frame.flags.c_contiguous else np.ascontiguousarray(frame))
-    y = F.interpolate(  # (1, C, H, W) in channels-last memory: torch's fast uint8 kernel
-        x[None].permute(0, 3, 1, 2), size=(int(size[0]), int(size[1])), mode="bilinear",
-        align_corners=False, antialias=False,
-    )  # fmt: skip
-    return y[0].permute(1, 2, 0).numpy()  # channels-last out: (h, w, C), contiguous
+    return _resize_nhwc(x[None], (int(size[0]), int(size[1])))[0].numpy()  # (h, w, C)
 
 
 def _check_frames(frames: np.ndarray | torch.Tensor) -> None:

@@ -116,11 +116,15 @@ class SharedCrops(_WorkerHalf):
         """Used frames already resized (U, H, W, 3|4) and the clips' indices into them →
         :class:`FrameCrops`."""
         (top, left), c = self.preprocessing.centre, self.transform.crop
-        crops = np.empty((len(resized), c, c, 3), np.uint8)
-        for k, ch in enumerate(self.transform.channels(resized.shape[-1])):
+        return FrameCrops(self._in_order(resized[:, top : top + c, left : left + c]), local.frames)
+
+    def _in_order(self, windows: np.ndarray) -> np.ndarray:
+        """(U, crop, crop, 3|4) crop windows → (U, crop, crop, 3) contiguous, channel order."""
+        crops = np.empty((*windows.shape[:3], 3), np.uint8)
+        for k, ch in enumerate(self.transform.channels(windows.shape[-1])):
             # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
-            crops[..., k] = resized[:, top : top + c, left : left + c, ch]
-        return FrameCrops(crops, local.frames)
+            crops[..., k] = windows[..., ch]
+        return crops
 
     def keep_frame(self, frame: np.ndarray) -> np.ndarray:
         """What decoding keeps of one frame the clips use (``read_gif(keep=…)``): its crop
@@ -144,10 +148,7 @@ class SharedCrops(_WorkerHalf):
         c = self.transform.crop
         if kept.ndim != 4 or kept.shape[1:3] != (c, c) or kept.dtype != np.uint8:
             raise ValueError(f"kept crops must be (U, {c}, {c}, 3|4) uint8, got {kept.shape}")
-        crops = np.empty((len(kept), c, c, 3), np.uint8)
-        for k, ch in enumerate(self.transform.channels(kept.shape[-1])):
-            crops[..., k] = kept[..., ch]
-        return FrameCrops(crops, clips.frames)
+        return FrameCrops(self._in_order(kept), clips.frames)
 
 
 def keeps_used(wire: Any) -> bool:
