@@ -203,11 +203,12 @@ def test_keep_reads_whole_when_ffmpeg_stops_before_the_walk_count(tmp_path, code
     assert_keep_same(path, ref, damaged_late=True)
     # stopping after the last kept frame (frame 1, before the damage): frames 2-5 are never
     # decoded, so T and the delays are the walk's and the damage goes unnoticed (by design)
-    early = EveryOther(per_frame_from=10**9, first_half=True)
-    got = read_gif(path, keep=early)
-    assert [n for n, _ in early.selects] == [6] and got.n_frames == 6 and not got.truncated
-    assert np.array_equal(got.frames, ref.frames[got.kept][:, ::2, ::3])
-    assert got.kept[-1] < 4 and early.batches == 0
+    for per_frame_from, batches in ((0, 0), (10**9, 1)):  # frame by frame; small: one batch
+        early = EveryOther(per_frame_from=per_frame_from, first_half=True)
+        got = read_gif(path, keep=early)
+        assert [n for n, _ in early.selects] == [6] and got.n_frames == 6 and not got.truncated
+        assert np.array_equal(got.frames, ref.frames[got.kept][:, ::2, ::3])
+        assert got.kept[-1] < 4 and early.batches == batches
 
 
 def test_keeping_frame_by_frame_holds_only_the_kept_outputs(tmp_path):

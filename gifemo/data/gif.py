@@ -71,8 +71,9 @@ Keeping only some frames
     decoded (GIF frames build on each other) but never converted or copied, and each kept
     frame goes to ``keeper(frame)`` straight from FFmpeg's plane while it is still in the cache
     (with ``pixel_format="bgr0"``: no copy at all); memory holds only the kept outputs, not
-    T full frames. Smaller frames are decoded whole and kept in one ``keeper.batch`` (one call
-    per frame costs more than the copy it saves there: docs/extraction.md). ``Gif.frames`` is
+    T full frames. Smaller frames are decoded whole (up to the stop, below) and kept in one
+    ``keeper.batch`` (one call per frame costs more than the copy it saves there:
+    docs/extraction.md). ``Gif.frames`` is
     then (U, …), the keeper's output for each frame of ``Gif.kept``, and everything else is as
     without ``keep`` (delays of all T frames, ``n_frames`` = T). Files that take another route
     (composed from their blocks, not a GIF) or whose frames turn out fewer than the walk
@@ -139,8 +140,8 @@ DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame 
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 DEFAULT_MAX_BYTES: int = 4 * 2**30  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700
 BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers and FFmpeg
-# FrameKeeper.per_frame_from of the datasets' keepers: keeping each frame as it is decoded gave
-# a fine-tuning worker +9 % at 480×270 and cost 2–5 % at 240×180 and 200×150 (docs/extraction.md)
+# FrameKeeper.per_frame_from of the datasets' keepers: below it, keeping each frame as it is
+# decoded cost more than it saved (docs/extraction.md, "KEEP_PER_FRAME_FROM")
 KEEP_PER_FRAME_FROM = 100_000
 
 
@@ -306,18 +307,25 @@ def _read_gif(
         if route is None and keep is not None:
             kept = selection(keep, n_expected, np.asarray(walk_delays, np.int64))
             # stop after the last kept frame when the keeper allows it (frames after it are
-            # never decoded); small frames that must be decoded to the end: read whole below
+            # never decoded)
             stop = int(kept[-1]) + 1 if keep.stop_after_last and len(kept) else n_expected
-            if layout.width * layout.height < keep.per_frame_from and stop == n_expected:
-                kept = None
-        if kept is not None and keep is not None:  # only the kept frames, each as decoded
-            want = np.zeros(n_expected, bool)
-            want[kept] = True
-            decoded = decode_frames(
-                p, data, n_expected=n_expected, stop_at=stop, bg=bg,
-                max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0,
-                converter=converter, keep=(want, keep),
-            )  # fmt: skip
+            if layout.width * layout.height >= keep.per_frame_from:  # each kept frame as decoded
+                want = np.zeros(n_expected, bool)
+                want[kept] = True
+                decoded = decode_frames(
+                    p, data, n_expected=n_expected, stop_at=stop, bg=bg,
+                    max_pixels=max_pixels, max_frames=max_frames, max_bytes=max_bytes,
+                    bgr0=bgr0, converter=converter, keep=(want, keep),
+                )  # fmt: skip
+            else:  # small frames: the first ``stop`` decoded whole, then kept in one batch
+                decoded = decode_frames(
+                    p, data, n_expected=stop, stop_at=stop, bg=bg, max_pixels=max_pixels,
+                    max_frames=max_frames, max_bytes=max_bytes, bgr0=bgr0, converter=converter,
+                )  # fmt: skip
+                if decoded.n_frames == stop:
+                    frames = as_bgr0(decoded.frames) if bgr0 and decoded.frames.shape[-1] == 3 \
+                        else decoded.frames  # fmt: skip
+                    decoded.frames = keep.batch(frames, kept) if len(kept) else np.zeros(0, np.uint8)
             n_read = n_expected  # the walk's count, also when it stopped early
             if decoded.n_frames != stop:  # fewer than the walk said: read it whole
                 decoded, kept = None, None
