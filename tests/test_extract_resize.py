@@ -12,11 +12,21 @@ import torch
 
 from gifemo.backbones.c3d import C3DTransform
 from gifemo.backbones.resize import resize_frames, resize_frames_tensor
-from gifemo.backbones.transfer import DeviceResize, SharedCrops, worker_read_kwargs
+from gifemo.backbones.transfer import (
+    DeviceResize,
+    FrameCrops,
+    SharedCrops,
+    channels_in_order,
+    worker_read_kwargs,
+)
 from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
-from gifemo.features.accumulate import collate_crops, collate_frames, gather_clips
+from gifemo.features.accumulate import (
+    collate_crops,
+    collate_frames,
+    gather_clips,
+)
 from gifemo.features.extract import (
     extract_features,
     resize_device,
@@ -203,7 +213,7 @@ def test_worker_crops_gathered_after_the_transfer_equal_the_clips(tmp_path, back
     for batch, pair in zip(loader, ([0, 1], [2, 3]), strict=True):
         ref = torch.cat([transform(g.frames, AllClips()(g.n_frames))
                          for g in (read_gif(recs[i].path) for i in pair)])  # fmt: skip
-        assert batch["crops"].shape[1:] == (112, 112, 3)
+        assert batch["crops"].shape[1:] == (112, 112, 3)  # the model's three channels
         assert batch["crops"].numel() < ref.numel()
         assert torch.equal(gather_clips(batch, torch.device("cpu")), ref)
     train = BACKBONES[backbone]().preprocessing.transform(train=True, output="uint8")
@@ -247,3 +257,32 @@ def test_float_resize_route_rounds_the_exact_bilinear_and_stays_within_1_of_the_
         # the nearest integer to the exact value, up to float32 coordinates and weights (≤ 0.01)
         assert np.abs(route - exact).max() <= 0.51
         assert np.abs(route - kernel).max() <= 1
+
+
+def test_crop_channels_are_put_in_the_models_order_by_the_collate():
+    """FrameCrops keep the frames' own channels; channels_in_order (into a given buffer, as
+    the collate writes shared memory) gives the model's three — checked against numpy's
+    fancy indexing; a batch mixing crop sizes is refused."""
+    rng = np.random.default_rng(9)
+    crops = rng.integers(0, 256, (5, 7, 7, 4), dtype=np.uint8)
+    for channels in ((0, 1, 2), (2, 1, 0)):
+        got = channels_in_order(crops, channels)
+        assert got.flags.c_contiguous and np.array_equal(got, crops[..., list(channels)])
+        out = np.zeros((6, 7, 7, 3), np.uint8)
+        assert channels_in_order(crops[:, ::-1], channels, out=out[1:]) is not None
+        assert np.array_equal(out[1:], crops[:, ::-1][..., list(channels)]) and not out[0].any()
+    rgb = np.ascontiguousarray(crops[..., :3])
+    assert np.array_equal(channels_in_order(rgb, (0, 1, 2)), rgb)
+    assert np.array_equal(channels_in_order(rgb, (2, 1, 0)), rgb[..., ::-1])
+    clips = np.array([[0, 1, 1, 4]], np.int64)
+    item = {"id": "a", "path": "a.gif", "index": 0, "n_frames": 5, "mean_delay_ms": 50.0,
+            "truncated": False, "note": None}  # fmt: skip
+    items = [{**item, "clips": FrameCrops(crops, clips, (2, 1, 0))},
+             {**item, "index": 1, "clips": FrameCrops(crops[:, :3, :3], clips, (0, 1, 2))}]  # fmt: skip
+    with pytest.raises(ValueError, match=r"mixes crops of \(3, 3\) and \(7, 7\)"):
+        collate_crops(items)
+    batch = collate_crops(
+        [items[0], {**items[0], "index": 1, "clips": FrameCrops(crops, clips, (0, 1, 2))}]
+    )
+    ref = torch.from_numpy(np.concatenate([crops[..., [2, 1, 0]][clips], crops[..., :3][clips]]))
+    assert torch.equal(gather_clips(batch, torch.device("cpu")), ref.permute(0, 4, 1, 2, 3))

@@ -6,16 +6,18 @@ extraction's store is byte-identical with and without it."""
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import gifemo.features.extract as extract_module
 from gifemo.backbones.c3d import C3DTransform
 from gifemo.backbones.r2plus1d import kinetics400_preprocessing
-from gifemo.backbones.resize import resize_frame, resize_frames
+from gifemo.backbones.resize import FrameResize, resize_frame, resize_frames
 from gifemo.backbones.transfer import DeviceResize, FrameCrops, SharedCrops, keeps_used
 from gifemo.data import clip_dataset
 from gifemo.data.clip_dataset import GifClipDataset
@@ -94,6 +96,7 @@ def same_items(a: dict, b: dict) -> None:
         w = b[k]
         if isinstance(v, FrameCrops):
             assert np.array_equal(v.crops, w.crops) and np.array_equal(v.clips, w.clips)
+            assert v.channels == w.channels
         elif isinstance(v, torch.Tensor):
             assert v.dtype == w.dtype and torch.equal(v, w), k
         elif isinstance(v, float) and np.isnan(v):
@@ -183,6 +186,33 @@ def test_one_frame_resized_alone_equals_the_frames_resized_together(hw, channels
     padded = np.zeros((hw[0], hw[1] + 3, channels), np.uint8)
     padded[:, : hw[1]] = frames[0]
     assert np.array_equal(resize_frame(padded[:, : hw[1]], (128, 171)), together[0])
+
+
+def test_frame_resize_reuses_one_buffer_and_gives_the_same_bytes():
+    """FrameResize (a keeper's per-frame resize): interpolate's bytes for frames of several
+    sizes and channel counts in one stream, into one buffer that the next call overwrites; a
+    pickled copy (a worker's) starts without it."""
+    rng = np.random.default_rng(3)
+    one = FrameResize((128, 171))
+    shapes = [(270, 480, 4), (270, 480, 4), (30, 40, 3), (128, 171, 4), (5, 17, 4), (270, 480, 3)]
+    first = None
+    for shape in shapes:
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = resize_frames(frame[None], (128, 171))[0]
+        x = torch.from_numpy(frame)[None].permute(0, 3, 1, 2)
+        interp = F.interpolate(x, size=(128, 171), mode="bilinear", align_corners=False)
+        assert np.array_equal(ref, interp.permute(0, 2, 3, 1)[0].numpy())
+        got = one(frame)
+        assert got.shape == (128, 171, shape[2]) and np.array_equal(got, ref), shape
+        if first is None:
+            first, first_copy = got, got.copy()
+    assert not np.array_equal(first, first_copy)  # overwritten: valid until the next call
+    copy = pickle.loads(pickle.dumps(one))
+    assert copy._out is None and copy.size == (128, 171)
+    frame = rng.integers(0, 256, (64, 90, 4), dtype=np.uint8)
+    assert np.array_equal(copy(frame), resize_frame(frame, (128, 171)))
+    with pytest.raises(ValueError, match="uint8"):
+        one(frame.astype(np.float32))
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gifemo.backbones.resize import resize_frame, resize_frames
+from gifemo.backbones.resize import FrameResize, resize_frames
 from gifemo.data.clips import ClipIndices, used_frames
 
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -217,6 +217,7 @@ class ClipTransform:
             )
         self.preprocessing = preprocessing
         self.train, self.flip, self.output = bool(train), bool(flip), output
+        self._resize_one = FrameResize(preprocessing.resize_hw)  # keep_frame's buffer
 
     @property
     def resize_hw(self) -> tuple[int, int]:
@@ -257,8 +258,10 @@ class ClipTransform:
 
     def keep_frame(self, frame: np.ndarray) -> np.ndarray:
         """What decoding keeps of one frame the clips use (``read_gif(keep=…)``, the dataset's
-        ``keep_used``): the frame resized (:func:`resize_frame`); :meth:`from_kept` cuts them."""
-        return resize_frame(frame, self.resize_hw)
+        ``keep_used``): the frame resized (:func:`resize_frame`'s bytes, in a buffer reused
+        by the next call: :class:`FrameResize`; the reader copies it); :meth:`from_kept` cuts
+        them."""
+        return self._resize_one(frame)
 
     def keep_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
         """:meth:`keep_frame` of ``frames[index]``, stacked, in one batch (the same bytes)."""

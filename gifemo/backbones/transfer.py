@@ -5,7 +5,8 @@ ways send less and do the rest after the transfer, with the same clips coming ou
 
 - :class:`SharedCrops` (evaluation, ``extract.resize_on=worker``): each used frame resized and
   cropped once → :class:`FrameCrops`; clips are gathered from the crops after the transfer
-  (clips overlap, so about half the bytes).
+  (clips overlap, so about half the bytes). The collate puts the crops' channels in the
+  model's order as it copies them into shared memory (one copy per frame, not two).
 - :class:`DeviceResize` (``extract.resize_on=device``): the used frames at their own size →
   :class:`UsedFrames`; the model's device resizes and cuts them (:meth:`DeviceResize.clips`).
 
@@ -15,6 +16,7 @@ Batching and the device side live in :mod:`gifemo.features.accumulate` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from gifemo.backbones.preprocessing import ClipTransform
-from gifemo.backbones.resize import _check_frames, resize_frame, resize_frames, resize_frames_tensor
+from gifemo.backbones.resize import FrameResize, _check_frames, resize_frames, resize_frames_tensor
 from gifemo.data.clips import ClipIndices, used_frames
 
 
@@ -85,12 +87,34 @@ class DeviceResize(_WorkerHalf):
 @dataclass(frozen=True)
 class FrameCrops:
     """What a loader worker sends when every clip of a GIF has the same crop window (the
-    evaluation transform): each used frame resized, cropped and put in channel order once,
-    and which of them each clip takes — clips overlap (16 frames, stride 8), so this is about
-    half the bytes of the clips themselves."""
+    evaluation transform): each used frame resized and cropped once, and which of them each
+    clip takes — clips overlap (16 frames, stride 8), so this is about half the bytes of the
+    clips themselves. The crops keep the frames' own channels (``bgr0``: B, G, R, X);
+    ``channels`` says which of them, in which order, the model takes
+    (:meth:`ClipTransform.channels`): the loader's collate puts them in that order as it
+    copies them into its batch (:func:`channels_in_order`,
+    :func:`gifemo.features.accumulate.collate_crops`)."""
 
-    crops: np.ndarray  # (U, crop, crop, 3) uint8, channel order, contiguous
+    crops: np.ndarray  # (U, crop, crop, C) uint8, C = 3 (RGB) or 4 (bgr0); may be a view
     clips: np.ndarray  # (N, ℓ) int64 indices into ``crops``
+    channels: tuple[int, ...]  # 3 indices into the crops' last axis, the model's order
+
+
+def channels_in_order(
+    crops: np.ndarray, channels: Sequence[int], out: np.ndarray | None = None
+) -> np.ndarray:
+    """(U, h, w, C) uint8 → (U, h, w, 3): ``crops[..., channels]``, written into ``out`` when
+    given (else a new contiguous array)."""
+    channels = [int(c) for c in channels]
+    if out is None:
+        out = np.empty((*crops.shape[:-1], 3), np.uint8)
+    if crops.shape[-1] == 3 and channels == [0, 1, 2]:
+        out[...] = crops
+        return out
+    for k, ch in enumerate(channels):
+        # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
+        out[..., k] = crops[..., ch]
+    return out
 
 
 class SharedCrops(_WorkerHalf):
@@ -112,27 +136,24 @@ class SharedCrops(_WorkerHalf):
         used, local = used_frames(clips, len(frames))
         return self.crop(resize_frames(frames, self.transform.resize_hw, index=used), local)
 
+    def __init__(self, transform: ClipTransform) -> None:
+        super().__init__(transform)
+        self._resize_one = FrameResize(transform.resize_hw)  # keep_frame's buffer
+
     def crop(self, resized: np.ndarray, local: ClipIndices) -> FrameCrops:
         """Used frames already resized (U, H, W, 3|4) and the clips' indices into them →
-        :class:`FrameCrops`."""
+        :class:`FrameCrops` (the crop windows are views of ``resized``)."""
         (top, left), c = self.preprocessing.centre, self.transform.crop
-        return FrameCrops(self._in_order(resized[:, top : top + c, left : left + c]), local.frames)
-
-    def _in_order(self, windows: np.ndarray) -> np.ndarray:
-        """(U, crop, crop, 3|4) crop windows → (U, crop, crop, 3) contiguous, channel order."""
-        crops = np.empty((*windows.shape[:3], 3), np.uint8)
-        for k, ch in enumerate(self.transform.channels(windows.shape[-1])):
-            # one channel at a time: numpy's strided copy is ~5x faster than a 3-wide inner loop
-            crops[..., k] = windows[..., ch]
-        return crops
+        channels = tuple(self.transform.channels(resized.shape[-1]))
+        return FrameCrops(resized[:, top : top + c, left : left + c], local.frames, channels)
 
     def keep_frame(self, frame: np.ndarray) -> np.ndarray:
         """What decoding keeps of one frame the clips use (``read_gif(keep=…)``): its crop
-        window, (crop, crop, C) in the frame's own channels (a view of the resized frame;
-        the reader copies it) — resized and cropped while the frame is still in the cache;
-        :meth:`from_kept` puts them in channel order."""
+        window, (crop, crop, C) in the frame's own channels (a view of the resized frame in
+        a buffer reused by the next call, :class:`FrameResize`; the reader copies it) —
+        resized and cropped while the frame is still in the cache."""
         (top, left), c = self.preprocessing.centre, self.transform.crop
-        return resize_frame(frame, self.transform.resize_hw)[top : top + c, left : left + c]
+        return self._resize_one(frame)[top : top + c, left : left + c]
 
     def keep_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
         """:meth:`keep_frame` of ``frames[index]``, stacked, in one batch (the same bytes)."""
@@ -146,9 +167,9 @@ class SharedCrops(_WorkerHalf):
         """:meth:`keep_frame` of the used frames + the clips' indices into them → what
         :meth:`__call__` gives (evaluation draws nothing from ``generator``)."""
         c = self.transform.crop
-        if kept.ndim != 4 or kept.shape[1:3] != (c, c) or kept.dtype != np.uint8:
+        if kept.ndim != 4 or kept.shape[1:] not in ((c, c, 3), (c, c, 4)) or kept.dtype != np.uint8:
             raise ValueError(f"kept crops must be (U, {c}, {c}, 3|4) uint8, got {kept.shape}")
-        return FrameCrops(self._in_order(kept), clips.frames)
+        return FrameCrops(kept, clips.frames, tuple(self.transform.channels(kept.shape[-1])))
 
 
 def keeps_used(wire: Any) -> bool:

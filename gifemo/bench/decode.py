@@ -13,7 +13,11 @@ Our variants, timed in the same alternation and checked byte for byte against ou
 direct copy), ``bgr0`` (``pixel_format="bgr0"``: FFmpeg's own layout, no conversion; channels
 2, 1, 0 compared) and ``threads`` (ours with the decoder's ``thread_type="AUTO"`` and two
 threads). The JSON records whether FFmpeg's gif decoder has frame or slice threads at all
-(``gif_decoder_threads``): it has neither, so ``threads`` measures only noise.
+(``gif_decoder_threads``): it has neither, so ``threads`` measures only noise. ``held`` and
+``dropped``: the bare decode loop (each frame's ``bgr0`` plane copied out, no header checks or
+block walk), holding FFmpeg's frame while the next one decodes (``read_gif`` before) or letting
+go of it first (``read_gif`` now): FFmpeg's gif decoder draws on its canvas in place only when
+no one else holds the canvas, and otherwise copies it first.
 
 Speed: frames per second = T / the best (minimum) wall time of ``repeats`` decodes, the two
 decoders alternating, in this process (the minimum is the least disturbed by other load on a
@@ -94,7 +98,22 @@ def threaded_decode(path: str | Path) -> np.ndarray:
     return np.stack(out)
 
 
-DECODERS = ("ours", "swscale", "bgr0", "threads", "pillow")
+DECODERS = ("ours", "swscale", "bgr0", "threads", "held", "dropped", "pillow")
+VARIANTS = ("swscale", "bgr0", "threads", "held", "dropped")
+
+
+def loop_decode(path: str | Path, *, hold: bool) -> np.ndarray:
+    """The bare decode loop, ``bgr0`` planes copied out as RGB views: ``hold`` keeps FFmpeg's
+    frame referenced while the next one decodes (as a plain ``for`` loop does)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.codec_context.options = {"trans_color": str(0xFFFFFF)}
+        out = []
+        for frame in c.decode(stream):
+            out.append(gif_decode._bgra_plane(frame).copy())
+            if not hold:
+                del frame
+    return np.stack(out)[..., 2::-1]
 
 
 def decode_with(which: str, path: str | Path) -> np.ndarray:
@@ -107,6 +126,8 @@ def decode_with(which: str, path: str | Path) -> np.ndarray:
         return read_gif(path, pixel_format="bgr0").frames[..., 2::-1]
     if which == "threads":
         return threaded_decode(path)
+    if which in ("held", "dropped"):
+        return loop_decode(path, hold=which == "held")
     if which == "pillow":
         return pillow_decode(path)
     raise ValueError(f"unknown decoder {which!r}")
@@ -174,7 +195,7 @@ def run(*, quick: bool, repeats: int) -> dict:
         for i, (w, h, t) in enumerate(cases):
             path = make_gif(Path(tmp) / f"{w}x{h}x{t}.gif", w, h, t, seed=i)
             ours, peer = decode_with("ours", path), decode_with("pillow", path)
-            variants = {w: decode_with(w, path) for w in ("swscale", "bgr0", "threads")}
+            variants = {w: decode_with(w, path) for w in VARIANTS}
             times = time_decoders(path, repeats)
             secs = {k: min(v) for k, v in times.items()}
             method, ours_kib, nbytes = peak_rss_kib("ours", path)
@@ -194,7 +215,8 @@ def run(*, quick: bool, repeats: int) -> dict:
                         for w, v in variants.items()
                     },
                     "ours_fps": t / secs["ours"],
-                    **{f"{w}_fps": t / secs[w] for w in ("swscale", "bgr0", "threads")},
+                    **{f"{w}_fps": t / secs[w] for w in VARIANTS},
+                    "dropped_vs_held": secs["held"] / secs["dropped"],
                     "ours_vs_swscale": secs["swscale"] / secs["ours"],
                     "bgr0_vs_swscale": secs["swscale"] / secs["bgr0"],
                     "pillow_fps": t / secs["pillow"],
@@ -215,7 +237,9 @@ def run(*, quick: bool, repeats: int) -> dict:
         "repeats": repeats,
         "ours": "gifemo.data.gif.read_gif (PyAV)",
         "variants": "swscale: read_gif(converter='swscale'), the previous RGB conversion; "
-        "bgr0: read_gif(pixel_format='bgr0'); threads: thread_type AUTO, 2 threads",
+        "bgr0: read_gif(pixel_format='bgr0'); threads: thread_type AUTO, 2 threads; "
+        "held / dropped: the bare decode loop holding FFmpeg's frame while the next decodes, "
+        "or letting go of it first",
         "gif_decoder_threads": gif_decoder_threads(),
         "peer": "Pillow ImageSequence -> convert('RGB') -> np.stack",
         "speed": "frames/s = frames / best seconds per decode; speed_ratio = ours fps / Pillow fps",
@@ -235,14 +259,14 @@ def _ratio(x: float | None) -> str:
 
 
 def print_table(report: dict) -> None:
-    head = f"{'GIF (WxHxT)':>14} {'ours f/s':>9} {'swscale':>8} {'bgr0':>7} {'threads':>8} {'Pillow f/s':>10} {'speed x':>8} {'ours MiB':>9} {'Pillow MiB':>10} {'mem x':>6} {'out MiB':>8} {'same':>5}"
+    head = f"{'GIF (WxHxT)':>14} {'ours f/s':>9} {'swscale':>8} {'bgr0':>7} {'threads':>8} {'held':>6} {'dropped':>8} {'Pillow f/s':>10} {'speed x':>8} {'ours MiB':>9} {'Pillow MiB':>10} {'mem x':>6} {'out MiB':>8} {'same':>5}"
     print(head)
     print("-" * len(head))
     for c in report["cases"]:
         same = c["identical_output"] and all(c["identical_variants"].values())
         print(
             f"{c['gif']:>14} {c['ours_fps']:9.0f} {c['swscale_fps']:8.0f} {c['bgr0_fps']:7.0f} "
-            f"{c['threads_fps']:8.0f} {c['pillow_fps']:10.0f} {c['speed_ratio']:8.2f} "
+            f"{c['threads_fps']:8.0f} {c['held_fps']:6.0f} {c['dropped_fps']:8.0f} {c['pillow_fps']:10.0f} {c['speed_ratio']:8.2f} "
             f"{c['ours_peak_rss_mib']:9.1f} {c['pillow_peak_rss_mib']:10.1f} {_ratio(c['memory_ratio']):>6} "
             f"{c['output_mib']:8.1f} {same!s:>5}"
         )

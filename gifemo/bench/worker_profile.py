@@ -53,8 +53,10 @@ def worker_profile(
     swscale, the previous decode), ``decode_rgb`` (``read_gif`` RGB, direct copy), ``decode``
     (``read_gif(pixel_format="bgr0")``: every frame decoded and copied out — the decode
     bound), ``resize_rgb`` / ``resize`` (the frames the clips use, 3 / 4 channels), ``cut_rgb``
-    (uint8 clips, ``from_resized``: before), ``cut`` (each used frame's crop once,
-    :class:`SharedCrops`; the clips are gathered from them after the transfer),
+    (uint8 clips, ``from_resized``: before), ``cut`` (each used frame's crop window once,
+    :meth:`SharedCrops.crop` — views; the collate puts their channels in order as it copies
+    them into shared memory, which counts in ``ipc_and_rest``; the clips are gathered from
+    them after the transfer),
     ``device_cut`` (resize + cut of the used frames as ``resize_on=device`` does on the
     model's device — here this CPU), ``kept`` (one item of ``GifClipDataset(keep_used=True)``
     with :class:`SharedCrops`: decoding with only the used frames kept, each resized and
@@ -110,7 +112,7 @@ def worker_profile(
                     t[k] += b - a
                 clips += len(idx.starts)
                 wire_bytes["clips"] += len(idx.starts) * 3 * idx.frames.shape[1] * wire.crop**2
-                wire_bytes["crops"] += crops.crops.nbytes
+                wire_bytes["crops"] += crops.crops[..., :3].size  # three channels travel
                 wire_bytes["frames"] += bgr0[used].nbytes
         clips_seen += clips
         best = {k: min(best[k], 1e3 * t[k] / clips) for k in best}

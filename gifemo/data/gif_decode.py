@@ -209,6 +209,12 @@ def decode_frames(
                         kept = np.empty((int(keep[0].sum()), *out.shape), out.dtype)
                     kept[len(frames)] = out
                     frames.append(kept[len(frames)])
+                    del view, out
+                # Let go of FFmpeg's frame before the next is decoded: its gif decoder draws
+                # each frame on its canvas in place only when nothing else holds the canvas's
+                # buffer, and copies the whole canvas first otherwise (~5 % of the decoding
+                # time of a 480×270 GIF, measured).
+                del frame
                 t += 1
                 if keep is not None and t == stop_at:
                     break  # the last kept frame: the next one is not decoded

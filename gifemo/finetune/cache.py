@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gifemo.backbones.resize import resize_frame, resize_frames
+from gifemo.backbones.resize import FrameResize, resize_frames
 from gifemo.data.gif import KEEP_PER_FRAME_FROM, read_gif
 
 log = logging.getLogger(__name__)
@@ -151,18 +151,19 @@ class ClipCache:
 
 
 class _EveryFrameResized:
-    """``read_gif``'s keeper of a cache entry: every frame, resized (:func:`resize_frame` one
+    """``read_gif``'s keeper of a cache entry: every frame, resized (:class:`FrameResize` one
     by one as decoded, or :func:`resize_frames` in one batch: the same bytes)."""
 
     def __init__(self, resize_hw: tuple[int, int]) -> None:
         self.resize_hw, self.per_frame_from = resize_hw, KEEP_PER_FRAME_FROM
+        self.resize_one = FrameResize(resize_hw)
         self.stop_after_last = False  # every frame is kept anyway
 
     def select(self, n_frames: int, delays_ms: np.ndarray) -> np.ndarray:
         return np.arange(n_frames)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return resize_frame(frame, self.resize_hw)
+        return self.resize_one(frame)
 
     def batch(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
         return resize_frames(frames, self.resize_hw, index=index)
