@@ -37,7 +37,9 @@ class FrameKeeper(Protocol):
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """One decoded frame, (H, W, 3) RGB or (H, W, 4) ``bgr0`` uint8 — a view that is valid
-        only during the call — → what is kept of it (an array of the same shape every call)."""
+        only during the call — → what is kept of it (an array of the same shape every call;
+        it may be a view of ``frame`` or of a buffer the keeper reuses: the reader copies it
+        before the next call)."""
         ...
 
     def batch(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
