@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from gifemo.bench.finetune_step import SameBatch
 from gifemo.finetune.dropout import _DROPOUT_TAG, clip_in_gif, dropout_keep_mask, mix32
 from gifemo.finetune.module import mean_by_gif
 from tests.test_finetune import _batch, _module
@@ -160,17 +161,6 @@ def no_host_transfer():
             setattr(torch, n, f)
 
 
-class _SameBatch(torch.utils.data.Dataset):
-    def __init__(self, batch, n):
-        self.batch, self.n = batch, n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return self.batch
-
-
 def _uint8_batch(n_clips=(2, 1, 0, 3)):
     batch = _batch(n_clips)
     g = torch.Generator().manual_seed(1)
@@ -182,7 +172,7 @@ def _uint8_batch(n_clips=(2, 1, 0, 3)):
 
 def _fit(module, batch, steps, callbacks=(), **trainer_kw):
     loader = torch.utils.data.DataLoader(
-        _SameBatch(batch, steps), batch_size=None, collate_fn=lambda b: b
+        SameBatch(batch, steps), batch_size=None, collate_fn=lambda b: b
     )
     kw = dict(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
               enable_model_summary=False, limit_val_batches=0, callbacks=list(callbacks))  # fmt: skip
