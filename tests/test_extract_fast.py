@@ -221,11 +221,19 @@ def test_compile_matches_eager_within_tolerance(tmp_path):
     why = _compile_works()
     if why:
         pytest.skip(why)
+    from torch._dynamo.utils import counters
+
     recs = make_gifs(tmp_path / "gifs", frames=(16, 33, 20))
+    clips = sum(len(AllClips()(read_gif(r.path).n_frames).starts) for r in recs)
+    assert clips % 4, "the last batch must be shorter than batch_clips"
     model = BACKBONES["c3d_tiny"]()
     kw = dict(batch_clips=4, num_workers=0, precision="32", device="cpu", progress=False)
     eager = extract_features(recs, tmp_path / "eager", model=model, **kw)
+    torch._dynamo.reset()  # other tests' compiled graphs do not count against this one's
+    before = counters["stats"]["unique_graphs"]
     compiled = extract_features(recs, tmp_path / "compiled", model=model, compile=True, **kw)
+    # the shorter last batch is padded to batch_clips: one compile, not a second one there
+    assert counters["stats"]["unique_graphs"] - before == 1
     cos = (np.asarray(eager.visual) * np.asarray(compiled.visual)).sum(1)
     assert cos.min() > 1 - 1e-5, cos
     np.testing.assert_allclose(compiled.visual, eager.visual, atol=1e-4)

@@ -53,8 +53,9 @@ Several processes (torchrun / SLURM): with an initialised ``torch.distributed`` 
 store once all are done (:mod:`gifemo.features.distributed`), byte-identical to one process.
 
 ``compile=True`` runs ``torch.compile(model.features)``; its warm-up (the first batch, which
-compiles) is reported in ``meta.json`` ``last_run.compile_warmup_s``. Compiled kernels round
-differently, so the fingerprint records it (``execution``).
+compiles) is reported in ``meta.json`` ``last_run.compile_warmup_s``, and shorter batches are
+padded to ``batch_clips`` so that nothing compiles again (:mod:`gifemo.features.forward`).
+Compiled kernels round differently, so the fingerprint records it (``execution``).
 """
 
 from __future__ import annotations
