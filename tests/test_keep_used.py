@@ -7,6 +7,7 @@ extraction's store is byte-identical with and without it."""
 from __future__ import annotations
 
 import pickle
+import threading
 import warnings
 
 import numpy as np
@@ -208,11 +209,32 @@ def test_frame_resize_reuses_one_buffer_and_gives_the_same_bytes():
             first, first_copy = got, got.copy()
     assert not np.array_equal(first, first_copy)  # overwritten: valid until the next call
     copy = pickle.loads(pickle.dumps(one))
-    assert copy._out is None and copy.size == (128, 171)
+    assert not hasattr(copy._mine, "out") and copy.size == (128, 171)
     frame = rng.integers(0, 256, (64, 90, 4), dtype=np.uint8)
     assert np.array_equal(copy(frame), resize_frame(frame, (128, 171)))
     with pytest.raises(ValueError, match="uint8"):
         one(frame.astype(np.float32))
+
+
+def test_frame_resize_shared_by_threads_gives_each_its_own_buffer():
+    one = FrameResize((40, 50))
+    frames = np.random.default_rng(4).integers(0, 256, (2, 8, 90, 120, 4), dtype=np.uint8)
+    refs = [resize_frames(f, (40, 50)) for f in frames]
+    barrier, got = threading.Barrier(2), [[], []]
+
+    def work(k: int) -> None:
+        for f in frames[k]:
+            out = one(f)
+            barrier.wait(timeout=30)  # both threads hold a result before either copies it
+            got[k].append(out.copy())
+            barrier.wait(timeout=30)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(np.array_equal(np.stack(got[k]), refs[k]) for k in (0, 1))
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

@@ -7,6 +7,9 @@ call in :func:`_resize_nhwc` (on CUDA within 1 of them: float32, rounded)."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,15 +67,19 @@ class FrameResize:
     every call reuses — the result is valid until the next call (the reader copies what it
     keeps). It calls the operator behind ``interpolate`` (``aten.upsample_bilinear2d``) with
     that buffer as its output, which skips ``interpolate``'s argument handling and a fresh
-    output per frame: ~10 % of a 480×270 frame's resize. One per thread; a pickled copy
-    (a DataLoader worker's) starts without the buffer."""
+    output per frame: ~10 % of a 480×270 frame's resize. Each thread has its own buffer (a
+    transform shared by threads stays correct); a pickled copy (a DataLoader worker's) starts
+    without one."""
 
     def __init__(self, size: tuple[int, int] = (128, 171)) -> None:
         self.size = (int(size[0]), int(size[1]))
-        self._out: torch.Tensor | None = None  # (1, *size, C) uint8
+        self._mine = threading.local()  # .out: this thread's (1, *size, C) uint8 buffer
 
     def __getstate__(self) -> dict[str, object]:
-        return {"size": self.size, "_out": None}
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.size, self._mine = state["size"], threading.local()
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """One (H, W, C) uint8 frame → (*size, C), a view of the buffer (of ``frame`` itself
@@ -82,14 +89,15 @@ class FrameResize:
         if frame.shape[:2] == self.size:
             return frame
         c = frame.shape[-1]
-        if self._out is None or self._out.shape[-1] != c:
-            self._out = torch.empty((1, *self.size, c), dtype=torch.uint8)
+        out: torch.Tensor | None = getattr(self._mine, "out", None)
+        if out is None or out.shape[-1] != c:
+            out = self._mine.out = torch.empty((1, *self.size, c), dtype=torch.uint8)
         x = torch.from_numpy(frame if frame.flags.c_contiguous else np.ascontiguousarray(frame))
         torch.ops.aten.upsample_bilinear2d.out(
             x[None].permute(0, 3, 1, 2), list(self.size), False, None, None,
-            out=self._out.permute(0, 3, 1, 2),
+            out=out.permute(0, 3, 1, 2),
         )  # fmt: skip
-        return self._out[0].numpy()
+        return out[0].numpy()
 
 
 def _check_frames(frames: np.ndarray | torch.Tensor) -> None:
