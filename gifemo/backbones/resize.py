@@ -54,7 +54,7 @@ def resize_frames(
             out[i : i + _RESIZE_CHUNK] = part
             continue
         x = torch.from_numpy(np.ascontiguousarray(part))
-        out[i : i + _RESIZE_CHUNK] = _resize_nhwc(x, size).numpy()
+        _resize_nhwc(x, size, out=torch.from_numpy(out[i : i + _RESIZE_CHUNK]))  # in place
     return out
 
 
@@ -116,9 +116,14 @@ def _check_frames(frames: np.ndarray | torch.Tensor) -> None:
 
 
 def _resize_nhwc(
-    x: torch.Tensor, size: tuple[int, int], uint8_kernel: bool | None = None
+    x: torch.Tensor,
+    size: tuple[int, int],
+    uint8_kernel: bool | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The one resize call: (t, H, W, C) uint8 → (t, *size, C), on ``x``'s device.
+    """The one resize call: (t, H, W, C) uint8 → (t, *size, C), on ``x``'s device; with the
+    uint8 kernel, written into ``out`` ((t, *size, C) contiguous) when given — the operator
+    ``interpolate`` calls, without the copy out of a fresh result.
 
     ``uint8_kernel`` (None: on a CPU): torch's uint8 kernel (fixed point). CUDA's bilinear kernel takes no uint8 (it
     dispatches floating types only), so there the same interpolation runs in float32 and is
@@ -127,6 +132,9 @@ def _resize_nhwc(
     x = x.permute(0, 3, 1, 2)  # (t, C, H, W), channels-last memory
     if uint8_kernel is None:
         uint8_kernel = x.device.type == "cpu"
+    if uint8_kernel and out is not None:
+        _upsample_bilinear2d(x, size, False, out=out.permute(0, 3, 1, 2))
+        return out
     if uint8_kernel:
         y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
     else:
