@@ -71,9 +71,9 @@ class FrameResize:
     every call reuses — the result is valid until the next call (the reader copies what it
     keeps). It calls the operator behind ``interpolate`` (``upsample_bilinear2d``) with that
     buffer as its output, which skips ``interpolate``'s argument handling and a fresh output
-    per frame (91 against 101 µs per 480×270 frame, medians of 4,000 interleaved calls). Each thread has its own buffer (a
-    transform shared by threads stays correct); a pickled copy (a DataLoader worker's) starts
-    without one."""
+    per frame (91 against 101 µs per 480×270 frame, medians of 4,000 interleaved calls).
+    Each thread has its own buffer (a transform shared by threads stays correct); a pickled
+    copy (a DataLoader worker's) starts without one."""
 
     def __init__(self, size: tuple[int, int] = (128, 171)) -> None:
         self.size = (int(size[0]), int(size[1]))

@@ -129,16 +129,16 @@ class SharedCrops(_WorkerHalf):
     def accepts(transform: ClipTransform) -> bool:
         return transform.output == "uint8" and not transform.train
 
+    def __init__(self, transform: ClipTransform) -> None:
+        super().__init__(transform)
+        self._resize_one = FrameResize(transform.resize_hw)  # keep_frame's buffer
+
     def __call__(
         self, frames: np.ndarray, clips: ClipIndices, generator: torch.Generator | None = None
     ) -> FrameCrops:
         _check_frames(frames)
         used, local = used_frames(clips, len(frames))
         return self.crop(resize_frames(frames, self.transform.resize_hw, index=used), local)
-
-    def __init__(self, transform: ClipTransform) -> None:
-        super().__init__(transform)
-        self._resize_one = FrameResize(transform.resize_hw)  # keep_frame's buffer
 
     def crop(self, resized: np.ndarray, local: ClipIndices) -> FrameCrops:
         """Used frames already resized (U, H, W, 3|4) and the clips' indices into them →
