@@ -15,15 +15,25 @@ BENCHMARKS: tuple[str, ...] = ("decode", "extract", "solvers", "finetune", "labe
 COMBINED: tuple[str, ...] = ("gpu",)
 
 
-def loader_rate(loader: Any, batches: int = 1, min_seconds: float = 5.0) -> float:
+def loader_rate(
+    loader: Any,
+    batches: int = 1,
+    min_seconds: float = 5.0,
+    main_cpu: dict[str, float] | None = None,
+) -> float:
     """Clips/s a DataLoader delivers on its own (no model): the data pipeline's ceiling.
 
     The first batch is taken untimed (workers started, prefetch under way); then at least
     ``batches`` batches and at least ``min_seconds`` are timed, the loader restarted when it
-    runs out. A batch's clips are its ``gif_index`` rows (every collate of the repo has them)."""
+    runs out. A batch's clips are its ``gif_index`` rows (every collate of the repo has them);
+    each batch is made what its consumer gets (:func:`tensors_after_transfer`).
+    ``main_cpu``: filled with this process's CPU time per batch and per clip (ms) — the main
+    process's side of the transfer."""
+    from gifemo.data.worker_batches import tensors_after_transfer  # torch: not for every bench
+
     it = iter(loader)
     next(it)
-    clips, start, done = 0, time.perf_counter(), 0
+    clips, start, done, cpu = 0, time.perf_counter(), 0, time.process_time()
     while done < batches or time.perf_counter() - start < min_seconds:
         done += 1
         try:
@@ -31,5 +41,9 @@ def loader_rate(loader: Any, batches: int = 1, min_seconds: float = 5.0) -> floa
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        clips += len(batch["gif_index"])
-    return clips / (time.perf_counter() - start)
+        clips += len(tensors_after_transfer(batch)["gif_index"])
+    rate = clips / (time.perf_counter() - start)
+    if main_cpu is not None:
+        cpu = 1e3 * (time.process_time() - cpu)
+        main_cpu.update(ms_per_batch=cpu / done, ms_per_clip=cpu / max(clips, 1))
+    return rate

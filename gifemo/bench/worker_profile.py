@@ -19,6 +19,7 @@ from gifemo.bench import loader_rate
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
+from gifemo.data.worker_batches import TransferCollate
 from gifemo.features.accumulate import collate_crops, collate_frames
 from gifemo.features.extract import wire_transform
 
@@ -33,6 +34,11 @@ STAGES = (
     "device_cut", "kept",
 )  # fmt: skip
 
+
+# How the ``worker`` loader's batches travel, compared in the same run: "tensors" (every tensor
+# of a batch in a shared-memory segment of its own, as before) and "numpy" (TransferCollate:
+# only the crops; the small per-GIF tensors pickled with the batch, as extraction does now).
+TRANSFERS = ("tensors", "numpy")
 
 DECODES = (  # read_gif arguments of the decode stages: before, RGB now, bgr0 now
     (("converter", "swscale"),), (), (("pixel_format", "bgr0"),),
@@ -76,8 +82,10 @@ def worker_profile(
                                 read_kwargs={"pixel_format": "bgr0"})  # fmt: skip
     best = dict.fromkeys(STAGES, float("inf"))
     rates = dict.fromkeys(LOADER_PATHS, 0.0)
+    transfer = {k: {"clips_per_s_per_worker": 0.0, "main_cpu_ms_per_batch": float("inf")}
+                for k in TRANSFERS}  # fmt: skip
     clips_seen, wire_bytes = 0, {"clips": 0, "crops": 0, "frames": 0}
-    part = seconds / rounds / (1 + len(LOADER_PATHS))
+    part = seconds / rounds / (1 + len(LOADER_PATHS) + 1)
     for _ in range(rounds):
         t = dict.fromkeys(best, 0.0)
         clips, start = 0, time.perf_counter()
@@ -117,7 +125,16 @@ def worker_profile(
         clips_seen += clips
         best = {k: min(best[k], 1e3 * t[k] / clips) for k in best}
         for path in LOADER_PATHS:
-            rates[path] = max(rates[path], _loader_rate(records, path, wire, seconds=part))
+            main_cpu: dict[str, float] = {}
+            rate = _loader_rate(records, path, wire, seconds=part, main_cpu=main_cpu)
+            rates[path] = max(rates[path], rate)
+            if path == "worker":
+                _best_transfer(transfer["numpy"], rate, main_cpu)
+        main_cpu = {}
+        rate = _loader_rate(
+            records, "worker", wire, seconds=part, numpy_transfer=False, main_cpu=main_cpu
+        )
+        _best_transfer(transfer["tensors"], rate, main_cpu)
     per_clip = {k: round(v / clips_seen, 1) for k, v in wire_bytes.items()}
     decode_rate = 1e3 / best["decode"]
     before_rate = 1e3 / best["decode_before"]
@@ -156,7 +173,16 @@ def worker_profile(
             },
         }
     out["loader_device"]["device_ms_per_clip_on_cpu"] = round(best["device_cut"], 3)
+    out["transfer"] = {k: {m: round(v, 3) for m, v in t.items()} for k, t in transfer.items()}
+    out["transfer"]["main_cpu_per_batch_ratio"] = round(
+        transfer["numpy"]["main_cpu_ms_per_batch"] / transfer["tensors"]["main_cpu_ms_per_batch"], 3
+    )
     return out
+
+
+def _best_transfer(best: dict[str, float], rate: float, main_cpu: dict[str, float]) -> None:
+    best["clips_per_s_per_worker"] = max(best["clips_per_s_per_worker"], rate)
+    best["main_cpu_ms_per_batch"] = min(best["main_cpu_ms_per_batch"], main_cpu["ms_per_batch"])
 
 
 class _GatherFirst(ClipTransform):
@@ -169,9 +195,14 @@ class _GatherFirst(ClipTransform):
         return self.from_resized(resize_frames(frames[used], self.resize_hw), local, generator)
 
 
-def _loader_rate(records: Sequence[Any], path: str, wire: Any, *, seconds: float) -> float:
+def _loader_rate(
+    records: Sequence[Any], path: str, wire: Any, *, seconds: float, numpy_transfer: bool = True,
+    main_cpu: dict[str, float] | None = None,
+) -> float:  # fmt: skip
     """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch) for one of
-    :data:`LOADER_PATHS`, no model."""
+    :data:`LOADER_PATHS`, no model. ``numpy_transfer``: the batches' small tensors travel as
+    numpy arrays (:class:`TransferCollate`, as extraction sends them; not on the ``before``
+    path); ``main_cpu``: :func:`loader_rate`'s."""
     read_kwargs: dict[str, Any] = {"pixel_format": "bgr0"}
     collate: Any = collate_clips
     transform: Any = wire
@@ -183,9 +214,11 @@ def _loader_rate(records: Sequence[Any], path: str, wire: Any, *, seconds: float
         transform, collate = DeviceResize(wire), collate_frames
     else:
         transform, collate = SharedCrops(wire), collate_crops
+    if numpy_transfer and path != "before":
+        collate = TransferCollate(collate)
     ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs,
                         keep_used=keep_used)  # fmt: skip
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
                         prefetch_factor=4, persistent_workers=True)  # fmt: skip
-    return loader_rate(loader, min_seconds=seconds)
+    return loader_rate(loader, min_seconds=seconds, main_cpu=main_cpu)

@@ -84,6 +84,7 @@ from gifemo.backbones.transfer import (
 )
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
+from gifemo.data.worker_batches import TransferCollate, tensors_after_transfer
 from gifemo.features.accumulate import (
     ChunkAccumulator,
     chunk_batches,
@@ -256,7 +257,7 @@ def _loader(
     return DataLoader(
         dataset,
         batch_sampler=batches,
-        collate_fn=collate.get(type(dataset.transform), collate_clips),
+        collate_fn=TransferCollate(collate.get(type(dataset.transform), collate_clips)),
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
         prefetch_factor=4 if num_workers > 0 else None,
@@ -448,7 +449,7 @@ def _run_chunks(
     data_wait_s, resize_s, written = 0.0, 0.0, 0
     for _ in batches:
         t0 = time.perf_counter()
-        batch = next(it)
+        batch = tensors_after_transfer(next(it))
         data_wait_s += time.perf_counter() - t0
         if resize is not None or "crops" in batch:
             t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.backbones.transfer import keeps_used, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
+from gifemo.data.worker_batches import TransferCollate
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
 
@@ -174,7 +175,7 @@ class FinetuneDataModule(L.LightningDataModule):
             dataset,
             sampler=sampler,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=collate_finetune,
+            collate_fn=TransferCollate(collate_finetune),
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,

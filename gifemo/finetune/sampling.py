@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
+from gifemo.data.worker_batches import tensors_after_transfer
+
 
 class EpochSampler(Sampler[Any]):
     """Indices of one rank for one epoch; ``set_epoch(e)`` as in DistributedSampler.
@@ -86,7 +88,9 @@ class EpochSampler(Sampler[Any]):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over an :class:`EpochSampler` that can restart mid-epoch (see module notes)."""
+    """A DataLoader over an :class:`EpochSampler` that can restart mid-epoch (see module notes).
+    Its batches are the collate's own: those of a
+    :class:`~gifemo.data.worker_batches.TransferCollate` are made tensors again as they come."""
 
     def __init__(
         self, dataset: Any, *, sampler: EpochSampler, batch_size: int, **kwargs: Any
@@ -101,7 +105,7 @@ class ResumableDataLoader(DataLoader):
         self._consumed = sampler.start // self.batch_size
         for batch in super().__iter__():
             self._consumed += 1
-            yield batch
+            yield tensors_after_transfer(batch)  # a TransferCollate's batch: tensors again
 
     def state_dict(self) -> dict[str, int]:
         sampler = self.sampler

@@ -1,0 +1,105 @@
+"""Loader batches leave a DataLoader worker with one shared-memory tensor; their small tensors
+travel as numpy arrays and are tensors again in the main process (``TransferCollate``). The
+consumer must get the collate's own batch: the same keys, dtypes and values as in-process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from gifemo.backbones.c3d import c3d_preprocessing
+from gifemo.backbones.transfer import SharedCrops, worker_read_kwargs
+from gifemo.data.clip_dataset import GifClipDataset
+from gifemo.data.clips import AllClips
+from gifemo.data.worker_batches import (
+    NUMPY_KEYS,
+    TransferCollate,
+    numpy_for_transfer,
+    tensors_after_transfer,
+)
+from gifemo.features.accumulate import collate_crops
+from gifemo.finetune.data import FinetuneDataModule
+from tests.test_extract_fast import make_gifs
+
+
+def same_batch(got: dict, ref: dict) -> None:
+    assert got.keys() == ref.keys()
+    for k, v in ref.items():
+        if isinstance(v, torch.Tensor):
+            assert isinstance(got[k], torch.Tensor), k
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape, k
+            as_bytes = [t.contiguous().view(-1).view(torch.uint8) for t in (got[k], v)]
+            assert torch.equal(*as_bytes), k  # bit for bit (a failed GIF's delay is NaN)
+        else:
+            assert got[k] == v, k
+
+
+def test_small_tensors_become_numpy_and_come_back_as_the_same_tensors():
+    shared = torch.arange(6, dtype=torch.uint8).share_memory_()
+    batch = {
+        "index": torch.tensor([3, 5]),
+        "mean_delay_ms": torch.tensor([40.0, 70.5], dtype=torch.float64),
+        "truncated": torch.tensor([False, True]),
+        "labels": torch.eye(2, 3),
+        "empty": torch.zeros((0, 16), dtype=torch.long),
+        "strided": torch.arange(12).view(3, 4)[:, ::2],
+        "crops": shared,
+        "half": torch.ones(2, dtype=torch.bfloat16),  # numpy has no bfloat16
+        "grad": torch.ones(2, requires_grad=True),
+        "ids": ["a", "b"],
+        "failures": [],
+    }
+    sent = numpy_for_transfer(batch)
+    moved = {"index", "mean_delay_ms", "truncated", "labels", "empty", "strided"}
+    assert set(sent[NUMPY_KEYS]) == moved
+    assert all(isinstance(sent[k], np.ndarray) for k in moved)
+    assert sent["crops"] is shared  # already in shared memory: it travels as it is
+    assert sent["half"] is batch["half"] and sent["grad"] is batch["grad"]
+    back = tensors_after_transfer(sent)
+    assert NUMPY_KEYS not in back
+    same_batch({k: v for k, v in back.items() if k != "grad"},
+               {k: v for k, v in batch.items() if k != "grad"})  # fmt: skip
+    assert tensors_after_transfer(dict(batch)).keys() == batch.keys()  # never sent: unchanged
+    plain = torch.ones(3)  # default_collate's batch of a list dataset
+    assert tensors_after_transfer(plain) is plain
+    with pytest.raises(ValueError, match="numpy_keys"):
+        numpy_for_transfer({NUMPY_KEYS: 1})
+
+
+def test_a_workers_batches_send_one_tensor_and_equal_the_in_process_batches(tmp_path):
+    """A real worker process: what arrives holds only the crops as a tensor (one shared
+    segment, one descriptor), and after tensors_after_transfer every batch equals the
+    collate's in-process batch, failed GIF included."""
+    recs = make_gifs(tmp_path / "g", frames=(16, 9, 24, 17), bad=(1,))
+    wire = SharedCrops(c3d_preprocessing().transform(train=False, output="uint8"))
+    ds = GifClipDataset(recs, sampler=AllClips(), transform=wire,
+                        read_kwargs=worker_read_kwargs(None, wire), keep_used=True)  # fmt: skip
+    pairs = [[0, 1], [2, 3]]
+    loader = DataLoader(ds, batch_sampler=pairs, collate_fn=TransferCollate(collate_crops),
+                        num_workers=1)  # fmt: skip
+    for raw, pair in zip(loader, pairs, strict=True):
+        tensors = [k for k, v in raw.items() if isinstance(v, torch.Tensor)]
+        assert tensors == ["crops"]
+        assert set(raw[NUMPY_KEYS]) == {"gif_index", "index", "n_frames", "mean_delay_ms",
+                                        "truncated", "clip_frames"}  # fmt: skip
+        same_batch(tensors_after_transfer(raw), collate_crops([ds[i] for i in pair]))
+    assert TransferCollate(collate_crops)([ds[0]]).keys() == collate_crops([ds[0]]).keys()
+
+
+def test_finetune_batches_from_workers_are_the_in_process_batches(tmp_path):
+    """The fine-tuning loader turns its batches back into tensors itself: with a worker
+    process its batches equal those of num_workers=0 (training: random clips, crops, flips
+    drawn from (seed, epoch, index), not from the process)."""
+    recs = make_gifs(tmp_path / "g", frames=(16, 20, 24, 17), bad=())
+    labels = (np.arange(4 * 3).reshape(4, 3) % 2).astype(np.float32)
+    kw = dict(preprocessing=c3d_preprocessing(), train=(recs, labels), val=(recs[:2], labels[:2]),
+              batch_size=2, num_clips=1)  # fmt: skip
+    for split in ("train", "val"):
+        ref = list(FinetuneDataModule(num_workers=0, **kw).loader(split))
+        got = list(FinetuneDataModule(num_workers=1, **kw).loader(split))
+        assert len(got) == len(ref) > 0
+        for g, r in zip(got, ref, strict=True):
+            assert NUMPY_KEYS not in g
+            same_batch(g, r)
