@@ -4,6 +4,9 @@ consumer must get the collate's own batch: the same keys, dtypes and values as i
 
 from __future__ import annotations
 
+import pickle
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +18,9 @@ from gifemo.data.clip_dataset import GifClipDataset
 from gifemo.data.clips import AllClips
 from gifemo.data.worker_batches import (
     NUMPY_KEYS,
+    SharedBuffers,
     TransferCollate,
+    hand_back,
     numpy_for_transfer,
     tensors_after_transfer,
 )
@@ -103,3 +108,64 @@ def test_finetune_batches_from_workers_are_the_in_process_batches(tmp_path):
         for g, r in zip(got, ref, strict=True):
             assert NUMPY_KEYS not in g
             same_batch(g, r)
+
+
+def test_shared_buffers_reuse_a_slot_only_after_it_is_handed_back(monkeypatch):
+    buffers = SharedBuffers(workers=2, per_worker=2)
+    flat, ticket = buffers.take(100)  # not in a worker: private memory, no slot
+    assert ticket is None and not flat.is_shared() and flat.numel() == 100
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=1))
+    a, ta = buffers.take(1000)
+    b, tb = buffers.take(1000)
+    assert a.is_shared() and [ta[1], tb[1]] == [2, 3]  # worker 1's two slots
+    c, tc = buffers.take(1000)  # both with the consumer: a fresh segment, no ticket
+    assert tc is None and c.is_shared() and c.data_ptr() not in (a.data_ptr(), b.data_ptr())
+    batch_a = {SharedBuffers.KEY: ta}
+    hand_back(batch_a)
+    assert SharedBuffers.KEY not in batch_a
+    hand_back(batch_a)  # handed back already: nothing
+    again, t_again = buffers.take(900)  # slot 2 again, the same memory
+    assert t_again[1] == 2 and t_again != ta and again.data_ptr() == a.data_ptr()
+    hand_back({SharedBuffers.KEY: ta})  # a stale ticket must not free the new batch
+    assert buffers.take(10)[1] is None
+    hand_back({SharedBuffers.KEY: t_again})
+    bigger, t_big = buffers.take(5000)  # too small now: slot 2 gets a larger buffer
+    assert t_big[1] == 2 and bigger.numel() == 5000 and bigger.data_ptr() != a.data_ptr()
+    copy = pickle.loads(pickle.dumps(buffers))  # a spawned worker's: no buffers of its own
+    assert copy._own == {} and torch.equal(copy.state, buffers.state)
+    hand_back({SharedBuffers.KEY: ("not-a-token", 0, 1)})  # a loader gone: nothing to free
+    hand_back(torch.ones(2))  # not a dict: nothing
+    with pytest.raises(ValueError, match="workers >= 1"):
+        SharedBuffers(workers=0)
+
+
+@pytest.mark.parametrize("handed", [True, False], ids=["handed-back", "never-handed-back"])
+def test_reused_buffers_never_change_a_batch_the_consumer_still_holds(tmp_path, handed):
+    """Two real workers reuse their crops' buffers while the consumer holds the two latest
+    batches: every batch still equals its in-process collate when it is let go. A consumer
+    that never hands back gets fresh segments once the slots run out, and the same bytes."""
+    recs = make_gifs(tmp_path / "g", frames=(16, 9, 24, 17, 30, 12, 20, 16) * 2, bad=(5,))
+    wire = SharedCrops(c3d_preprocessing().transform(train=False, output="uint8"))
+    ds = GifClipDataset(recs, sampler=AllClips(), transform=wire,
+                        read_kwargs=worker_read_kwargs(None, wire), keep_used=True)  # fmt: skip
+    pairs = [[i, i + 1] for i in range(0, len(recs), 2)]
+    collate = TransferCollate(collate_crops, SharedBuffers(workers=2, per_worker=3))
+    loader = DataLoader(ds, batch_sampler=pairs, collate_fn=collate, num_workers=2,
+                        prefetch_factor=1)  # fmt: skip
+    held, tickets = [], []
+    for batch, pair in zip(loader, pairs, strict=True):
+        batch = tensors_after_transfer(batch)
+        tickets.append(batch.get(SharedBuffers.KEY))
+        held.append((batch, collate_crops([ds[i] for i in pair])))
+        if len(held) > 2:
+            got, ref = held.pop(0)
+            assert torch.equal(got["crops"], ref["crops"])
+            if handed:
+                hand_back(got)
+    for got, ref in held:
+        assert torch.equal(got["crops"], ref["crops"])
+    slots = [t[1] for t in tickets if t is not None]
+    if handed:  # every batch in a slot's buffer, and slots used again
+        assert len(slots) == len(pairs) > len(set(slots))
+    else:  # three slots per worker, then fresh segments
+        assert len(slots) == 6 and tickets[-1] is None

@@ -26,10 +26,11 @@ def loader_rate(
     The first batch is taken untimed (workers started, prefetch under way); then at least
     ``batches`` batches and at least ``min_seconds`` are timed, the loader restarted when it
     runs out. A batch's clips are its ``gif_index`` rows (every collate of the repo has them);
-    each batch is made what its consumer gets (:func:`tensors_after_transfer`).
+    each batch is made what its consumer gets (:func:`tensors_after_transfer`) and handed
+    back (a :class:`~gifemo.data.worker_batches.TransferCollate`'s shared buffers).
     ``main_cpu``: filled with this process's CPU time per batch and per clip (ms) — the main
     process's side of the transfer."""
-    from gifemo.data.worker_batches import tensors_after_transfer  # torch: not for every bench
+    from gifemo.data.worker_batches import hand_back, tensors_after_transfer  # torch: lazily
 
     it = iter(loader)
     next(it)
@@ -41,7 +42,9 @@ def loader_rate(
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        clips += len(tensors_after_transfer(batch)["gif_index"])
+        batch = tensors_after_transfer(batch)
+        clips += len(batch["gif_index"])
+        hand_back(batch)
     rate = clips / (time.perf_counter() - start)
     if main_cpu is not None:
         cpu = 1e3 * (time.process_time() - cpu)

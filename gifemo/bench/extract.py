@@ -39,10 +39,12 @@ only the used frames kept, each resized and cropped as it is decoded; ``resize_o
 alternating rounds, best round each: clips/s per worker, the share
 of the decode bound, bytes per clip through shared memory; the difference between the
 loader's seconds per clip and its stages' sum is the inter-process cost (pickling, shared
-memory, the main process's collation). ``transfer``: the ``worker`` loader with its batches'
-small tensors sent as tensors (a shared-memory segment and a descriptor each, as before) and as
-numpy arrays (:class:`~gifemo.data.worker_batches.TransferCollate`, now), in the same rounds:
-clips/s per worker and the main process's CPU time per batch.
+memory, the main process's collation). ``transfer``: the ``worker`` loader with its batches sent
+three ways in the same rounds (``tensors``: every tensor in a fresh shared-memory segment and
+a descriptor of its own, as before; ``numpy``: the small ones pickled with the batch,
+:class:`~gifemo.data.worker_batches.TransferCollate`; ``reused``: and the crops in a shared
+buffer the worker reuses, :class:`~gifemo.data.worker_batches.SharedBuffers` — now): clips/s
+per worker and the main process's CPU time per batch.
 
 Our runs go once per ``--resize-on`` value (default on a CPU: worker and device, end to end).
 ``--resize-check`` (default with CUDA) compares the two on the device: the largest resized
@@ -71,7 +73,7 @@ from PIL import Image
 
 from gifemo.backbones.c3d import C3D, C3DTransform, build_c3d, clip_flops
 from gifemo.backbones.resize import resize_frames, resize_frames_tensor
-from gifemo.bench.worker_profile import LOADER_PATHS, worker_profile
+from gifemo.bench.worker_profile import LOADER_PATHS, TRANSFERS, worker_profile
 from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
 from gifemo.features.extract import extract_features, resolve_device
@@ -477,11 +479,12 @@ def main(argv: list[str]) -> int:
                   f"({100 * lo['share_of_decode_bound_before']:.1f} % of the one before), "
                   f"{lo['bytes_per_clip'] / 1e3:.0f} kB/clip, share {lo['share']}")  # fmt: skip
         tr = profile["transfer"]
-        print("  worker loader's batches, small tensors as tensors -> as numpy: "
-              f"{tr['tensors']['clips_per_s_per_worker']} -> {tr['numpy']['clips_per_s_per_worker']} "
-              f"clips/s per worker; main process CPU {tr['tensors']['main_cpu_ms_per_batch']} -> "
-              f"{tr['numpy']['main_cpu_ms_per_batch']} ms per batch "
-              f"(x{tr['main_cpu_per_batch_ratio']})")  # fmt: skip
+        print("  worker loader's batches (tensors / small ones as numpy / + reused buffers): "
+              + " / ".join(f"{tr[k]['clips_per_s_per_worker']}" for k in TRANSFERS)
+              + " clips/s per worker; main process CPU "
+              + " / ".join(f"{tr[k]['main_cpu_ms_per_batch']}" for k in TRANSFERS)
+              + f" ms per batch (x{tr['worker_speedup']} worker, "
+              f"x{tr['main_cpu_per_batch_ratio']} main CPU)")  # fmt: skip
     if resize:
         print(f"resize_on=device vs worker on {resize['device']}: max pixel difference "
               f"{resize['max_pixel_diff']}, min feature cosine {resize['min_feature_cosine']:.6f}")  # fmt: skip

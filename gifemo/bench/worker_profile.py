@@ -19,7 +19,7 @@ from gifemo.bench import loader_rate
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
-from gifemo.data.worker_batches import TransferCollate
+from gifemo.data.worker_batches import SharedBuffers, TransferCollate
 from gifemo.features.accumulate import collate_crops, collate_frames
 from gifemo.features.extract import wire_transform
 
@@ -36,9 +36,10 @@ STAGES = (
 
 
 # How the ``worker`` loader's batches travel, compared in the same run: "tensors" (every tensor
-# of a batch in a shared-memory segment of its own, as before) and "numpy" (TransferCollate:
-# only the crops; the small per-GIF tensors pickled with the batch, as extraction does now).
-TRANSFERS = ("tensors", "numpy")
+# of a batch in a fresh shared-memory segment of its own, as before), "numpy" (TransferCollate:
+# only the crops, in a fresh segment; the small per-GIF tensors pickled with the batch) and
+# "reused" (the crops in a shared buffer the worker reuses: as extraction sends them now).
+TRANSFERS = ("tensors", "numpy", "reused")
 
 DECODES = (  # read_gif arguments of the decode stages: before, RGB now, bgr0 now
     (("converter", "swscale"),), (), (("pixel_format", "bgr0"),),
@@ -85,7 +86,7 @@ def worker_profile(
     transfer = {k: {"clips_per_s_per_worker": 0.0, "main_cpu_ms_per_batch": float("inf")}
                 for k in TRANSFERS}  # fmt: skip
     clips_seen, wire_bytes = 0, {"clips": 0, "crops": 0, "frames": 0}
-    part = seconds / rounds / (1 + len(LOADER_PATHS) + 1)
+    part = seconds / rounds / (1 + len(LOADER_PATHS) + len(TRANSFERS) - 1)
     for _ in range(rounds):
         t = dict.fromkeys(best, 0.0)
         clips, start = 0, time.perf_counter()
@@ -129,12 +130,13 @@ def worker_profile(
             rate = _loader_rate(records, path, wire, seconds=part, main_cpu=main_cpu)
             rates[path] = max(rates[path], rate)
             if path == "worker":
-                _best_transfer(transfer["numpy"], rate, main_cpu)
-        main_cpu = {}
-        rate = _loader_rate(
-            records, "worker", wire, seconds=part, numpy_transfer=False, main_cpu=main_cpu
-        )
-        _best_transfer(transfer["tensors"], rate, main_cpu)
+                _best_transfer(transfer["reused"], rate, main_cpu)
+        for how in TRANSFERS[:-1]:
+            main_cpu = {}
+            rate = _loader_rate(
+                records, "worker", wire, seconds=part, transfer=how, main_cpu=main_cpu
+            )
+            _best_transfer(transfer[how], rate, main_cpu)
     per_clip = {k: round(v / clips_seen, 1) for k, v in wire_bytes.items()}
     decode_rate = 1e3 / best["decode"]
     before_rate = 1e3 / best["decode_before"]
@@ -175,7 +177,13 @@ def worker_profile(
     out["loader_device"]["device_ms_per_clip_on_cpu"] = round(best["device_cut"], 3)
     out["transfer"] = {k: {m: round(v, 3) for m, v in t.items()} for k, t in transfer.items()}
     out["transfer"]["main_cpu_per_batch_ratio"] = round(
-        transfer["numpy"]["main_cpu_ms_per_batch"] / transfer["tensors"]["main_cpu_ms_per_batch"], 3
+        transfer["reused"]["main_cpu_ms_per_batch"] / transfer["tensors"]["main_cpu_ms_per_batch"],
+        3,
+    )
+    out["transfer"]["worker_speedup"] = round(
+        transfer["reused"]["clips_per_s_per_worker"]
+        / transfer["tensors"]["clips_per_s_per_worker"],
+        3,
     )
     return out
 
@@ -196,13 +204,12 @@ class _GatherFirst(ClipTransform):
 
 
 def _loader_rate(
-    records: Sequence[Any], path: str, wire: Any, *, seconds: float, numpy_transfer: bool = True,
+    records: Sequence[Any], path: str, wire: Any, *, seconds: float, transfer: str = "reused",
     main_cpu: dict[str, float] | None = None,
 ) -> float:  # fmt: skip
     """Clips/s of a one-worker DataLoader over ``records`` (2 GIFs per batch) for one of
-    :data:`LOADER_PATHS`, no model. ``numpy_transfer``: the batches' small tensors travel as
-    numpy arrays (:class:`TransferCollate`, as extraction sends them; not on the ``before``
-    path); ``main_cpu``: :func:`loader_rate`'s."""
+    :data:`LOADER_PATHS`, no model. ``transfer``: how the batches travel (:data:`TRANSFERS`;
+    the ``before`` path always as "tensors"); ``main_cpu``: :func:`loader_rate`'s."""
     read_kwargs: dict[str, Any] = {"pixel_format": "bgr0"}
     collate: Any = collate_clips
     transform: Any = wire
@@ -214,8 +221,9 @@ def _loader_rate(
         transform, collate = DeviceResize(wire), collate_frames
     else:
         transform, collate = SharedCrops(wire), collate_crops
-    if numpy_transfer and path != "before":
-        collate = TransferCollate(collate)
+    if path != "before" and transfer != "tensors":
+        reused = transfer == "reused" and collate is not collate_clips
+        collate = TransferCollate(collate, SharedBuffers(1, per_worker=4 + 2) if reused else None)
     ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs,
                         keep_used=keep_used)  # fmt: skip
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]

@@ -22,6 +22,7 @@ import torch
 
 from gifemo.backbones.transfer import FrameCrops, UsedFrames, channels_in_order
 from gifemo.data.clip_dataset import collate_clips
+from gifemo.data.worker_batches import SharedBuffers, shared_uint8
 from gifemo.features.store import Shard
 
 
@@ -34,13 +35,18 @@ def chunk_batches(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) 
     return batches
 
 
-def _shared_uint8(total: int) -> torch.Tensor:
+def _shared_uint8(total: int, batch: dict[str, Any], buffers: SharedBuffers | None) -> torch.Tensor:
     """A flat uint8 tensor, in shared memory inside a DataLoader worker (one copy, one
-    transfer to the main process)."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(total, dtype=torch.uint8)
-    base = torch.empty(0, dtype=torch.uint8)
-    return base.new(base._typed_storage()._new_shared(total))
+    transfer to the main process): one of ``buffers`` when given (its ticket put in
+    ``batch``), else a fresh segment."""
+    if buffers is None:
+        if torch.utils.data.get_worker_info() is None:
+            return torch.empty(total, dtype=torch.uint8)
+        return shared_uint8(total)
+    flat, ticket = buffers.take(total)
+    if ticket is not None:
+        batch[SharedBuffers.KEY] = ticket
+    return flat
 
 
 def _payloads(
@@ -58,17 +64,20 @@ def _payloads(
     return payloads, batch
 
 
-def collate_crops(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_crops(
+    items: list[dict[str, Any]], buffers: SharedBuffers | None = None
+) -> dict[str, Any]:
     """Loader batch of items whose ``clips`` are :class:`FrameCrops` (evaluation clips,
     ``resize_on=worker``). The keys of :func:`~gifemo.data.clip_dataset.collate_clips` except
     ``clips``, plus ``crops`` (ΣU, crop, crop, 3) uint8 — every GIF's cropped used frames in
     ONE tensor (shared memory in a worker), put in the model's channel order as they are
     copied in (:func:`channels_in_order`) — and ``clip_frames`` (ΣN, ℓ) long, each clip's
     rows of ``crops``; the clips are ``crops[clip_frames]`` (:func:`gather_clips`).
+    ``buffers``: ``crops`` is written into a reused shared buffer (its ticket under
+    ``SharedBuffers.KEY``: hand it back after :func:`gather_clips`).
 
-    Writing fresh shared memory costs a page fault per 4 kB page (~3 µs each here, ~3 % of a
-    worker's time on 480×270 GIFs), so the crops travel with three channels, not ``bgr0``'s
-    four."""
+    Writing shared memory costs a page fault per 4 kB page the first time (~3 µs each here),
+    so the crops travel with three channels, not ``bgr0``'s four."""
     payloads, batch = _payloads(items, FrameCrops, "collate_crops")
     real = [p for p in payloads if p is not None]
     side = real[0].crops.shape[1] if real else 0
@@ -78,7 +87,7 @@ def collate_crops(items: list[dict[str, Any]]) -> dict[str, Any]:
                 f"collate_crops: one batch mixes crops of {p.crops.shape[1:3]} and {(side, side)}"
             )
     rows = sum(len(p.crops) for p in real)
-    flat = _shared_uint8(rows * side * side * 3)
+    flat = _shared_uint8(rows * side * side * 3, batch, buffers)
     crops = flat.view(rows, side, side, 3) if real else flat.view(0, 0, 0, 3)
     view, at, index = crops.numpy(), 0, []
     for p in real:
@@ -109,7 +118,9 @@ def gather_clips(batch: dict[str, Any], dev: torch.device) -> torch.Tensor:
     return clips.permute(0, 4, 1, 2, 3)  # (N, ℓ, c, c, 3) → (N, 3, ℓ, c, c)
 
 
-def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_frames(
+    items: list[dict[str, Any]], buffers: SharedBuffers | None = None
+) -> dict[str, Any]:
     """Loader batch of items whose ``clips`` are :class:`UsedFrames` (``resize_on=device``).
 
     The keys of :func:`~gifemo.data.clip_dataset.collate_clips` except ``clips``, plus:
@@ -117,12 +128,13 @@ def collate_frames(items: list[dict[str, Any]]) -> dict[str, Any]:
     (in shared memory inside a DataLoader worker: one copy, one transfer); ``frame_shapes``
     (B, 4) long (U, H, W, C) per GIF (zeros for a failed one); ``clip_frames`` (ΣN, ℓ) long,
     each clip's frames within its GIF's used frames; ``windows`` (ΣN, 3) long crop windows;
-    ``gif_index`` (ΣN,) long as in collate_clips.
+    ``gif_index`` (ΣN,) long as in collate_clips. ``buffers``: as for :func:`collate_crops`
+    (hand the batch back after :func:`~gifemo.features.forward.device_clips`).
     """
     payloads, batch = _payloads(items, UsedFrames, "collate_frames")
     shapes = [(0, 0, 0, 0) if p is None else (len(p.used), *p.frames.shape[1:]) for p in payloads]
     total = sum(math.prod(s) for s in shapes)
-    flat = _shared_uint8(total)  # written directly, in shared memory in a worker
+    flat = _shared_uint8(total, batch, buffers)  # written directly, shared in a worker
     view, at = flat.numpy(), 0
     for p, shape in zip(payloads, shapes, strict=True):
         n = math.prod(shape)

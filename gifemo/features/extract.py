@@ -84,7 +84,12 @@ from gifemo.backbones.transfer import (
 )
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips, ClipSampler
-from gifemo.data.worker_batches import TransferCollate, tensors_after_transfer
+from gifemo.data.worker_batches import (
+    SharedBuffers,
+    TransferCollate,
+    hand_back,
+    tensors_after_transfer,
+)
 from gifemo.features.accumulate import (
     ChunkAccumulator,
     chunk_batches,
@@ -250,17 +255,29 @@ IDENTITY_FIELDS = (
 )  # fmt: skip
 
 
+PREFETCH = 4  # loader batches in flight per worker
+
+
 def _loader(
     dataset: GifClipDataset, batches: list[list[int]], num_workers: int, dev: torch.device
 ) -> DataLoader:
+    """The extraction's DataLoader. Crops (``resize_on=worker``) or used frames (``device``)
+    travel in shared buffers the workers reuse (:class:`SharedBuffers`: ``_run_chunks`` hands
+    each batch back once its clips are made); the small tensors as numpy arrays."""
     collate: dict[type, Any] = {DeviceResize: collate_frames, SharedCrops: collate_crops}
+    make = collate.get(type(dataset.transform), collate_clips)
+    buffers = (
+        SharedBuffers(num_workers, per_worker=PREFETCH + 2)
+        if num_workers > 0 and make is not collate_clips
+        else None
+    )
     return DataLoader(
         dataset,
         batch_sampler=batches,
-        collate_fn=TransferCollate(collate.get(type(dataset.transform), collate_clips)),
+        collate_fn=TransferCollate(make, buffers),
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
-        prefetch_factor=4 if num_workers > 0 else None,
+        prefetch_factor=PREFETCH if num_workers > 0 else None,
     )
 
 
@@ -458,6 +475,9 @@ def _run_chunks(
                 if resize is not None
                 else gather_clips(batch, forward.dev)
             )
+            for copied_out in ("crops", "frames"):  # not read again: their buffer goes back
+                batch.pop(copied_out, None)
+            hand_back(batch)
             resize_s += time.perf_counter() - t0
         if acc is None:
             lo = int(batch["index"][0]) // chunk_gifs * chunk_gifs
