@@ -493,3 +493,36 @@ def test_rank_losses_average_to_the_one_process_gradient():
         m.loss(logits, b["labels"]).backward()
         naive.append(m.head.W.grad.clone())
     assert not torch.allclose((naive[0] + naive[1]) / 2, one[0], rtol=1e-3, atol=1e-5)
+
+
+def test_training_hands_every_batch_back_to_its_worker(tmp_path):
+    """Under a real Trainer with a worker process, FinetuneModule hands each batch's shared
+    buffer back after its step: 8 steps on 4 slots, every batch in a slot's buffer (without
+    the hand-back the fifth would need a fresh segment), and none held at the end."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+
+    from gifemo.data.worker_batches import SharedBuffers
+    from gifemo.finetune.data import FinetuneDataModule
+
+    records = _records(tmp_path, n=8)
+    labels = (np.arange(8 * 17).reshape(8, 17) % 3 == 0).astype(np.float32)
+    m = _module(lr=0.005, head_lr=0.2)
+    dm = FinetuneDataModule(preprocessing=m.backbone.preprocessing, train=(records, labels),
+                            val=(records[:2], labels[:2]), batch_size=2, num_workers=1,
+                            prefetch_factor=1, persistent_workers=False)  # fmt: skip
+    loader = dm.loader("train")
+    buffers = loader.collate_fn.buffers
+    assert buffers.per_worker == 4
+    tickets = []
+
+    class Seen(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            tickets.append(batch.get(SharedBuffers.KEY))
+
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False,
+                        callbacks=[Seen()])  # fmt: skip
+    trainer.fit(m, train_dataloaders=loader)
+    assert len(tickets) == 8 and None not in tickets
+    assert not buffers.state.any()  # all handed back

@@ -46,6 +46,7 @@ import torch
 
 from gifemo.bench import loader_rate
 from gifemo.bench.finetune_step import step_bench
+from gifemo.data.worker_batches import hand_back
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
@@ -131,6 +132,7 @@ def run_setting(
             torch.cuda.synchronize()
         t2 = time.perf_counter()
         wait, step_time, clips = wait + t1 - t0, step_time + t2 - t1, clips + len(batch["clips"])
+        hand_back(batch)  # its shared buffer, back to the worker
     total = wait + step_time
     return {"clips": clips, "wait_s": wait, "step_s": step_time, "clips_per_s": clips / total,
             "model_clips_per_s": clips / step_time, "data_wait_share": wait / total}  # fmt: skip

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from gifemo.data.clips import ClipIndices, ClipSampler, used_frames
 from gifemo.data.gif import KEEP_PER_FRAME_FROM, read_gif
+from gifemo.data.worker_batches import SharedBuffers
 
 _EMPTY_CROP = 112  # spatial size of the (empty) clips of a failed GIF: C3D's 112×112 crop
 
@@ -267,22 +268,33 @@ class _UsedFrames:
         return self.keep_frame(frame)
 
 
-def _cat_clips(clips: list[torch.Tensor]) -> torch.Tensor:
-    """torch.cat of the items' clips; in a DataLoader worker straight into shared memory.
+def _cat_clips(
+    clips: list[torch.Tensor], batch: dict[str, Any], buffers: SharedBuffers | None
+) -> torch.Tensor:
+    """torch.cat of the items' clips; in a DataLoader worker straight into shared memory —
+    one of ``buffers`` when given (its ticket put in ``batch``), else a fresh segment.
 
     A worker's batch goes to the main process through shared memory; concatenating into a
-    shared buffer (as ``default_collate`` does) saves one copy of the whole float32 batch.
+    shared buffer (as ``default_collate`` does) saves one copy of the whole batch.
     """
     clips = [c for c in clips if c.shape[0]]  # a failed GIF's empty float tensor: no dtype mix
     out = None
     if torch.utils.data.get_worker_info() is not None:
-        total = sum(c.shape[0] for c in clips)
-        storage = clips[0]._typed_storage()._new_shared(total * math.prod(clips[0].shape[1:]))
-        out = clips[0].new(storage).view(total, *clips[0].shape[1:])
+        shape = (sum(c.shape[0] for c in clips), *clips[0].shape[1:])
+        if buffers is None:
+            storage = clips[0]._typed_storage()._new_shared(math.prod(shape))
+            out = clips[0].new(storage).view(shape)
+        else:
+            flat, ticket = buffers.take(math.prod(shape) * clips[0].element_size())
+            out = flat.view(clips[0].dtype).view(shape)
+            if ticket is not None:
+                batch[SharedBuffers.KEY] = ticket
     return torch.cat(clips, out=out)
 
 
-def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_clips(
+    items: list[dict[str, Any]], buffers: SharedBuffers | None = None
+) -> dict[str, Any]:
     """Batch of B items → clips of all GIFs concatenated, with the GIF each clip belongs to.
 
     Returns::
@@ -295,14 +307,17 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
          "notes": list[None | str]}
 
     A failed GIF contributes no clips (so no row of ``gif_index`` points to it) and one entry
-    in ``failures``.
+    in ``failures``. ``buffers`` (in a DataLoader worker): the clips are written into one of
+    these reused shared buffers, and the batch carries its ticket
+    (:func:`~gifemo.data.worker_batches.hand_back` it once the clips are used).
     """
     if not items:
         raise ValueError("collate_clips got an empty batch")
     clips = [it["clips"] for it in items]
     counts = torch.tensor([c.shape[0] for c in clips], dtype=torch.long)
+    shared: dict[str, Any] = {}  # the buffer's ticket, if any
     batch: dict[str, Any] = {
-        "clips": _cat_clips(clips) if counts.sum() else clips[0],
+        "clips": _cat_clips(clips, shared, buffers) if counts.sum() else clips[0],
         "gif_index": torch.repeat_interleave(torch.arange(len(items)), counts),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "ids": [it["id"] for it in items],
@@ -322,4 +337,5 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         if not all(with_labels):
             raise ValueError("collate_clips: some items have labels and some do not")
         batch["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
+    batch.update(shared)
     return batch

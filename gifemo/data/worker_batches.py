@@ -119,8 +119,9 @@ class SharedBuffers:
             if state[slot]:
                 continue  # with the consumer
             buf = self._own.get(slot)
-            if buf is None or buf.numel() < nbytes:
-                buf = self._own[slot] = shared_uint8(nbytes + nbytes // 4)  # room to vary
+            if buf is None or buf.numel() < nbytes:  # regrown with room for the next ones
+                room = 0 if buf is None else nbytes // 4
+                buf = self._own[slot] = shared_uint8(nbytes + room)
             self._taken += 1
             tag = os.getpid() << 32 | self._taken  # unique across workers and restarts
             state[slot] = tag

@@ -30,16 +30,18 @@ from gifemo.backbones.preprocessing import Preprocessing
 from gifemo.backbones.transfer import keeps_used, worker_read_kwargs
 from gifemo.data.clip_dataset import GifClipDataset, collate_clips
 from gifemo.data.clips import AllClips
-from gifemo.data.worker_batches import TransferCollate
+from gifemo.data.worker_batches import SharedBuffers, TransferCollate
 from gifemo.finetune.cache import ClipCache
 from gifemo.finetune.sampling import EpochSampler, ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
 
-def collate_finetune(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_finetune(
+    items: list[dict[str, Any]], buffers: SharedBuffers | None = None
+) -> dict[str, Any]:
     """``collate_clips`` + ``"weight"`` (B,) float32: 0 for padding repeats (``item["pad"]``), else 1."""
-    batch = collate_clips(items)
+    batch = collate_clips(items, buffers)
     batch["weight"] = torch.tensor([0.0 if it.get("pad") else 1.0 for it in items])
     return batch
 
@@ -171,11 +173,15 @@ class FinetuneDataModule(L.LightningDataModule):
             pad=train, with_epoch=train,
         )  # fmt: skip
         workers = self.num_workers
+        # the clips go through shared buffers each worker reuses; FinetuneModule hands each
+        # batch back after its step (a worker can have prefetch_factor batches in flight,
+        # Lightning holds the batch being trained on and the next one)
+        buffers = SharedBuffers(workers, self.prefetch_factor + 3) if workers > 0 else None
         return ResumableDataLoader(
             dataset,
             sampler=sampler,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=TransferCollate(collate_finetune),
+            collate_fn=TransferCollate(collate_finetune, buffers),
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gifemo.backbones import VideoBackbone
+from gifemo.data.worker_batches import hand_back
 from gifemo.eval.multilabel import (
     average_precision,
     best_f1_thresholds,
@@ -250,7 +251,9 @@ class FinetuneModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Times the first step (compile warm-up, cudnn autotuning) and the mean of the next
-        ``TIMED_STEPS`` (dropped if an epoch ends among them): two device syncs in a run."""
+        ``TIMED_STEPS`` (dropped if an epoch ends among them): two device syncs in a run.
+        The batch's shared buffer goes back to its loader worker (the step is done with it)."""
+        hand_back(batch)
         clock = self._step_clock
         if clock.get("state", -1.0) < 0:  # done (or not started)
             return
@@ -388,9 +391,11 @@ class FinetuneModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("val", batch)
+        hand_back(batch)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("test", batch)
+        hand_back(batch)
 
     def _collect(self, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         outs, self._outputs[stage] = self._outputs[stage], []
