@@ -104,11 +104,13 @@ def test_finetune_batches_from_workers_are_the_in_process_batches(tmp_path):
               batch_size=2, num_clips=1)  # fmt: skip
     for split in ("train", "val"):
         ref = list(FinetuneDataModule(num_workers=0, **kw).loader(split))
-        got = list(FinetuneDataModule(num_workers=1, **kw).loader(split))
+        loader = FinetuneDataModule(num_workers=1, **kw).loader(split)
+        got = list(loader)
         assert len(got) == len(ref) > 0
         for g, r in zip(got, ref, strict=True):
             assert NUMPY_KEYS not in g
             token, _, _ = g.pop(SharedBuffers.KEY)  # the clips came in a reused buffer
+            assert token == loader.collate_fn.buffers.token
             same_batch(g, r)
 
 
