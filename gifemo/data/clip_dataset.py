@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from gifemo.data.clips import ClipIndices, ClipSampler, used_frames
 from gifemo.data.gif import KEEP_PER_FRAME_FROM, read_gif
-from gifemo.data.worker_batches import SharedBuffers
+from gifemo.data.worker_batches import SharedBuffers, batch_memory
 
 _EMPTY_CROP = 112  # spatial size of the (empty) clips of a failed GIF: C3D's 112×112 crop
 
@@ -281,14 +281,8 @@ def _cat_clips(
     out = None
     if torch.utils.data.get_worker_info() is not None:
         shape = (sum(c.shape[0] for c in clips), *clips[0].shape[1:])
-        if buffers is None:
-            storage = clips[0]._typed_storage()._new_shared(math.prod(shape))
-            out = clips[0].new(storage).view(shape)
-        else:
-            flat, ticket = buffers.take(math.prod(shape) * clips[0].element_size())
-            out = flat.view(clips[0].dtype).view(shape)
-            if ticket is not None:
-                batch[SharedBuffers.KEY] = ticket
+        flat = batch_memory(math.prod(shape) * clips[0].element_size(), batch, buffers)
+        out = flat.view(clips[0].dtype).view(shape)
     return torch.cat(clips, out=out)
 
 

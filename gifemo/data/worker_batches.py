@@ -154,6 +154,22 @@ def shared_uint8(nbytes: int) -> torch.Tensor:
     return base.new(base._typed_storage()._new_shared(nbytes))
 
 
+def batch_memory(
+    nbytes: int, batch: dict[str, Any], buffers: SharedBuffers | None = None
+) -> torch.Tensor:
+    """A flat uint8 tensor of ``nbytes`` for a collate to write a batch's large tensor into:
+    in a DataLoader worker shared memory (one copy, one transfer to the main process) — one
+    of ``buffers`` when given, its ticket put in ``batch`` — else private memory."""
+    if buffers is None:
+        if torch.utils.data.get_worker_info() is None:
+            return torch.empty(nbytes, dtype=torch.uint8)
+        return shared_uint8(nbytes)
+    flat, ticket = buffers.take(nbytes)
+    if ticket is not None:
+        batch[SharedBuffers.KEY] = ticket
+    return flat
+
+
 class TransferCollate:
     """``collate`` whose batches, built inside a DataLoader worker, travel with their small
     tensors as numpy arrays (:func:`numpy_for_transfer`); in the main process it is

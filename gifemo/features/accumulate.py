@@ -22,7 +22,7 @@ import torch
 
 from gifemo.backbones.transfer import FrameCrops, UsedFrames, channels_in_order
 from gifemo.data.clip_dataset import collate_clips
-from gifemo.data.worker_batches import SharedBuffers, shared_uint8
+from gifemo.data.worker_batches import SharedBuffers, batch_memory
 from gifemo.features.store import Shard
 
 
@@ -33,20 +33,6 @@ def chunk_batches(todo: Sequence[int], n: int, chunk_gifs: int, load_gifs: int) 
         lo, hi = c * chunk_gifs, min(n, (c + 1) * chunk_gifs)
         batches += [list(range(s, min(hi, s + load_gifs))) for s in range(lo, hi, load_gifs)]
     return batches
-
-
-def _shared_uint8(total: int, batch: dict[str, Any], buffers: SharedBuffers | None) -> torch.Tensor:
-    """A flat uint8 tensor, in shared memory inside a DataLoader worker (one copy, one
-    transfer to the main process): one of ``buffers`` when given (its ticket put in
-    ``batch``), else a fresh segment."""
-    if buffers is None:
-        if torch.utils.data.get_worker_info() is None:
-            return torch.empty(total, dtype=torch.uint8)
-        return shared_uint8(total)
-    flat, ticket = buffers.take(total)
-    if ticket is not None:
-        batch[SharedBuffers.KEY] = ticket
-    return flat
 
 
 def _payloads(
@@ -87,7 +73,7 @@ def collate_crops(
                 f"collate_crops: one batch mixes crops of {p.crops.shape[1:3]} and {(side, side)}"
             )
     rows = sum(len(p.crops) for p in real)
-    flat = _shared_uint8(rows * side * side * 3, batch, buffers)
+    flat = batch_memory(rows * side * side * 3, batch, buffers)
     crops = flat.view(rows, side, side, 3) if real else flat.view(0, 0, 0, 3)
     view, at, index = crops.numpy(), 0, []
     for p in real:
@@ -134,7 +120,7 @@ def collate_frames(
     payloads, batch = _payloads(items, UsedFrames, "collate_frames")
     shapes = [(0, 0, 0, 0) if p is None else (len(p.used), *p.frames.shape[1:]) for p in payloads]
     total = sum(math.prod(s) for s in shapes)
-    flat = _shared_uint8(total, batch, buffers)  # written directly, shared in a worker
+    flat = batch_memory(total, batch, buffers)  # written directly, shared in a worker
     view, at = flat.numpy(), 0
     for p, shape in zip(payloads, shapes, strict=True):
         n = math.prod(shape)
