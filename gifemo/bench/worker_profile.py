@@ -21,7 +21,7 @@ from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
 from gifemo.data.worker_batches import SharedBuffers, TransferCollate
 from gifemo.features.accumulate import collate_crops, collate_frames
-from gifemo.features.extract import wire_transform
+from gifemo.features.extract import PREFETCH, wire_transform
 
 # The loader paths the worker profile compares, one worker each: "before" is the path of
 # session 3 (RGB via swscale, the used frames gathered then resized, clips cut in the worker),
@@ -223,10 +223,11 @@ def _loader_rate(
         transform, collate = SharedCrops(wire), collate_crops
     if path != "before" and transfer != "tensors":
         reused = transfer == "reused" and collate is not collate_clips
-        collate = TransferCollate(collate, SharedBuffers(1, per_worker=4 + 2) if reused else None)
+        buffers = SharedBuffers(1, per_worker=PREFETCH + 2) if reused else None  # as extraction
+        collate = TransferCollate(collate, buffers)
     ds = GifClipDataset(records, sampler=AllClips(), transform=transform, read_kwargs=read_kwargs,
                         keep_used=keep_used)  # fmt: skip
     batches = [list(range(i, min(len(records), i + 2))) for i in range(0, len(records), 2)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=1,
-                        prefetch_factor=4, persistent_workers=True)  # fmt: skip
+                        prefetch_factor=PREFETCH, persistent_workers=True)  # fmt: skip
     return loader_rate(loader, min_seconds=seconds, main_cpu=main_cpu)
