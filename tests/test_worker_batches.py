@@ -173,3 +173,32 @@ def test_reused_buffers_never_change_a_batch_the_consumer_still_holds(tmp_path, 
         assert len(slots) == len(pairs) > len(set(slots))
     else:  # three slots per worker, then fresh segments
         assert len(slots) == 6 and tickets[-1] is None
+
+
+def test_batches_survive_the_pin_memory_thread(tmp_path, monkeypatch):
+    """On CUDA the loader's pin-memory thread copies each batch before the consumer sees it
+    (``torch.utils.data._utils.pin_memory.pin_memory``: tensors pinned, tuples and lists
+    rebuilt, numpy arrays passed through). This CPU has no pinned memory, so a tensor's
+    ``pin_memory`` is replaced by a copy into fresh memory, which is what pinning does to the
+    bytes. The consumer must still get the in-process batch, and its hand-back must still free
+    the worker's slot: the pinned copy no longer reads the shared buffer."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self.clone())
+    recs = make_gifs(tmp_path / "g", frames=(16, 9, 24, 17), bad=(1,))
+    wire = SharedCrops(c3d_preprocessing().transform(train=False, output="uint8"))
+    ds = GifClipDataset(recs, sampler=AllClips(), transform=wire,
+                        read_kwargs=worker_read_kwargs(None, wire), keep_used=True)  # fmt: skip
+    pairs = [[0, 1], [2, 3]]
+    buffers = SharedBuffers(workers=1, per_worker=3)
+    loader = DataLoader(ds, batch_sampler=pairs, collate_fn=TransferCollate(collate_crops, buffers),
+                        num_workers=1)  # fmt: skip
+    for raw, pair in zip(loader, pairs, strict=True):
+        shared = raw["crops"].data_ptr()
+        batch = tensors_after_transfer(pin_memory(raw))
+        assert batch["crops"].data_ptr() != shared  # the consumer reads the pinned copy
+        _, slot, tag = batch[SharedBuffers.KEY]
+        assert buffers.state[slot] == tag  # held until the consumer is done with it
+        hand_back(batch)
+        assert buffers.state[slot] == 0
+        same_batch(batch, collate_crops([ds[i] for i in pair]))
