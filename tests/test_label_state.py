@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from gifemo.apps.label import open_state
+from gifemo.apps.label.group_commit import GroupCommit
 from gifemo.apps.label.keys import all_keys
 from gifemo.apps.label.project import read_ranked
 from gifemo.apps.label.server import looping_gif
@@ -187,3 +189,38 @@ def test_ranked_list_errors_name_file_and_line(tmp_path):
     f.write_text("emotion,rank,id\namusement,1,a\namusement,2,a\n")
     with pytest.raises(ValueError, match=r"ranked.csv:3: id 'a' listed twice"):
         read_ranked(f)
+
+
+def test_group_commit_makes_every_waiting_append_durable_with_one_commit():
+    """GroupCommit alone: 8 threads append under the lock, then all wait for their batch. Each
+    append is committed when its wait returns, and one commit covered all 8. An append after
+    that belongs to the next batch and needs a commit of its own."""
+    lock = threading.RLock()
+    appended: list[int] = []
+    committed: set[int] = set()
+    group = GroupCommit(lambda: committed.update(appended), lock)
+    all_appended = threading.Barrier(8, timeout=10)
+    durable: dict[int, bool] = {}
+
+    def answer(i: int) -> None:
+        with lock:
+            appended.append(i)
+            batch = group.batch
+        all_appended.wait()
+        group.wait(batch)
+        durable[i] = i in committed
+
+    threads = [threading.Thread(target=answer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert durable == dict.fromkeys(range(8), True)
+    assert group.commits == 1 and group.batch == 1
+    with lock:
+        appended.append(8)
+        batch = group.batch
+    group.wait(batch)
+    assert 8 in committed and group.commits == 2
+    group.wait(0)  # long committed: nothing to do
+    assert group.commits == 2

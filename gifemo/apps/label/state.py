@@ -12,8 +12,11 @@ serves labellers. The rules:
   item is served to them again first, with their previous marks.
 - *Consensus* of an item with two answers: both yes → positive, both no → negative; a
   disagreement is dropped (policy ``drop``, the paper) or waits for the admin's ``adjudicate``
-  event (policy ``adjudicate``). An emotion is *done* at ``n_p`` consensus positives or when all
-  its candidates have two answers; a done emotion is not served any more.
+  event (policy ``adjudicate``) — :class:`~gifemo.apps.label.items.Item`. An emotion is *done*
+  at ``n_p`` consensus positives or when all its candidates have two answers; a done emotion is
+  not served any more.
+- *Durability.* An answer, undo or adjudication returns only once its event is committed; the
+  answers that arrive together share one commit (:mod:`gifemo.apps.label.group_commit`).
 - *Active strategy.* Every ``rerank_every`` new consensus outcomes of an emotion (or after
   ``rerank_seconds`` with at least one), a background thread asks the Reranker for a new order
   of the emotion's *remaining* candidates (no answer, no lease) and swaps it in atomically under
@@ -29,9 +32,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gifemo.apps.label.group_commit import GroupCommit
+from gifemo.apps.label.items import Item, LabelError, Lease
 from gifemo.apps.label.project import LABELLERS_PER_GIF, ProjectConfig
 from gifemo.apps.label.store import Event, Store
 from gifemo.emotions import EMOTIONS
@@ -45,60 +49,6 @@ class Reranker(Protocol):
         labels: Mapping[str, Mapping[str, bool]],
         remaining: Mapping[str, Sequence[str]],
     ) -> dict[str, list[str]]: ...
-
-
-class LabelError(Exception):
-    """A request the rules refuse; ``status`` is the HTTP status the server answers."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Lease:
-    expires: float
-    version: int
-    priority: int = 0
-    served: float = 0.0
-
-
-@dataclass
-class Item:
-    emotion: str
-    gif_id: str
-    decisions: dict[str, Event] = field(default_factory=dict)  # user -> live label event
-    skipped: set[str] = field(default_factory=set)
-    adjudication: Event | None = None
-    leases: dict[str, Lease] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return len(self.decisions) >= LABELLERS_PER_GIF
-
-    def pair(self) -> list[Event]:
-        """The two live answers, first answered first."""
-        return sorted(self.decisions.values(), key=lambda e: e.seq)[:LABELLERS_PER_GIF]
-
-    def status(self) -> str:
-        """pending | agreed | disagreed | adjudicated."""
-        if not self.complete:
-            return "pending"
-        a, b = self.pair()
-        if a.answer == b.answer:
-            return "agreed"
-        return "adjudicated" if self.adjudication is not None else "disagreed"
-
-    def final(self, policy: str) -> bool | None:
-        """The consensus label (None while pending or awaiting adjudication)."""
-        st = self.status()
-        if st == "agreed":
-            return bool(self.pair()[0].answer)
-        if st == "adjudicated":
-            return bool(self.adjudication.answer)  # type: ignore[union-attr]
-        if st == "disagreed" and policy == "drop":
-            return False
-        return None
 
 
 class LabelState:
@@ -139,8 +89,7 @@ class LabelState:
         self.rerank_count = 0
         self.rerank_errors: list[str] = []
         self._pending: set[str] = set()
-        self._gen, self._synced, self._committing = 0, -1, False
-        self._sync_cond = threading.Condition()
+        self.durable = GroupCommit(store.commit, self.lock)  # acknowledged = committed
         self._worker: threading.Thread | None = None
         for ev in store.events():
             self._apply(ev)
@@ -324,15 +273,15 @@ class LabelState:
                 old = self.by_request[request_id]
                 if old.user != user:
                     raise LabelError(409, "request_id already used")
-                result, gen = (old, False), self._gen
+                result, gen = (old, False), self.durable.batch
             else:
                 result, gen = (
                     self._decide(
                         user, emotion, gif_id, answer, others_t, cartoon, multi_scene, request_id
                     ),
-                    self._gen,
+                    self.durable.batch,
                 )
-        self._durable(gen)
+        self.durable.wait(gen)
         return result
 
     def _decide(
@@ -379,13 +328,13 @@ class LabelState:
         """Cancel ``user``'s latest live answer or skip; returns the cancelled event (None when
         there is nothing to undo). The item is leased back to the user, first in their queue."""
         with self.lock:
-            gen = self._gen
+            gen = self.durable.batch
             if request_id and request_id in self.by_request:
                 old = self.by_request[request_id]
                 target = self.by_seq[old.target] if old.target else None  # type: ignore[index]
             else:
                 target = self._undo(user, request_id)
-        self._durable(gen)
+        self.durable.wait(gen)
         return target
 
     def _undo(self, user: str, request_id: str | None) -> Event | None:
@@ -427,34 +376,9 @@ class LabelState:
             )
             self._apply(ev)
             self._maybe_rerank(emotion)
-            gen = self._gen
-        self._durable(gen)
+            gen = self.durable.batch
+        self.durable.wait(gen)
         return ev
-
-    def _durable(self, gen: int) -> None:
-        """Return once the events appended in batch ``gen`` are committed. Group commit: the
-        first waiter commits (one fsync) everything appended so far, whoever appended it;
-        answers arriving meanwhile form the next batch."""
-        with self._sync_cond:
-            while self._synced < gen:
-                if not self._committing:
-                    self._committing = True
-                    break
-                self._sync_cond.wait()
-            else:
-                return
-        done = -1
-        try:
-            with self.lock:
-                batch = self._gen
-                self._gen += 1
-                self.store.commit()
-                done = batch
-        finally:
-            with self._sync_cond:
-                self._committing = False
-                self._synced = max(self._synced, done)
-                self._sync_cond.notify_all()
 
     # -- views --------------------------------------------------------------------------------
 
