@@ -18,7 +18,8 @@ from hydra import compose, initialize_config_dir
 from gifemo.backbones.c3d import C3DTransform, build_c3d
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
-from gifemo.features.extract import KILL_ENV, extract_features, resolve_precision
+from gifemo.features.execution import resolve_precision
+from gifemo.features.extract import KILL_ENV, extract_features
 from gifemo.features.store import COMPLETE, PARTIAL, FeatureStore, StoreError
 from gifemo.runners.extract import extract
 from tests.gifmaker import moving_frames, pillow_gif

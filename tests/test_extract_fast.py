@@ -26,7 +26,8 @@ from gifemo.backbones.r2plus1d import build_r2plus1d_18
 from gifemo.data.clips import AllClips
 from gifemo.data.gif import read_gif
 from gifemo.features.distributed import Ranks
-from gifemo.features.extract import KILL_ENV, extract_features, wire_transform
+from gifemo.features.execution import wire_transform
+from gifemo.features.extract import KILL_ENV, extract_features
 from gifemo.features.store import COMPLETE, PARTIAL, FeatureStore
 from tests.gifmaker import moving_frames, pillow_gif
 

@@ -27,12 +27,8 @@ from gifemo.features.accumulate import (
     collate_frames,
     gather_clips,
 )
-from gifemo.features.extract import (
-    extract_features,
-    resize_device,
-    store_identity,
-    worker_wire,
-)
+from gifemo.features.execution import resize_device, store_identity, worker_wire
+from gifemo.features.extract import extract_features
 from gifemo.features.forward import device_clips
 from tests.gifmaker import moving_frames, pillow_gif
 from tests.test_extract_fast import BACKBONES, make_gifs, same_files

@@ -76,7 +76,8 @@ from gifemo.backbones.resize import resize_frames, resize_frames_tensor
 from gifemo.bench.worker_profile import LOADER_PATHS, TRANSFERS, worker_profile
 from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
-from gifemo.features.extract import extract_features, resolve_device
+from gifemo.features.execution import resolve_device
+from gifemo.features.extract import extract_features
 
 PEAK_BF16_TFLOPS = 989.4  # H100/H200 SXM dense BF16 tensor cores
 PEAK_TF32_TFLOPS = 494.7  # H100/H200 SXM dense TF32 tensor cores

@@ -21,7 +21,8 @@ from gifemo.data.clips import AllClips, used_frames
 from gifemo.data.gif import read_gif
 from gifemo.data.worker_batches import SharedBuffers, TransferCollate
 from gifemo.features.accumulate import collate_crops, collate_frames
-from gifemo.features.extract import PREFETCH, wire_transform
+from gifemo.features.execution import wire_transform
+from gifemo.features.extract import PREFETCH
 
 # The loader paths the worker profile compares, one worker each: "before" is the path of
 # session 3 (RGB via swscale, the used frames gathered then resized, clips cut in the worker),

@@ -29,13 +29,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gifemo.features.distributed import init_from_env
-from gifemo.features.extract import (
-    extract_features,
+from gifemo.features.execution import (
     resize_device,
     resolve_device,
     resolve_precision,
     store_identity,
 )
+from gifemo.features.extract import extract_features
 from gifemo.features.store import FeatureStore, complete_fingerprint
 
 log = logging.getLogger(__name__)
