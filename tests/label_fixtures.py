@@ -143,3 +143,16 @@ class Server:
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+class FlakyReranker:
+    """Raises at its first call (a model that failed once), then reverses like
+    ReverseReranker; counts its calls."""
+
+    calls: ClassVar[int] = 0
+
+    def rerank(self, labels, remaining):
+        FlakyReranker.calls += 1
+        if FlakyReranker.calls == 1:
+            raise RuntimeError("model not loaded yet")
+        return {e: list(reversed(ids)) for e, ids in remaining.items()}

@@ -17,7 +17,7 @@ from gifemo.apps.label.project import read_ranked
 from gifemo.apps.label.server import looping_gif
 from gifemo.apps.label.state import LabelError
 from gifemo.apps.label.store import hash_token
-from tests.label_fixtures import ReverseReranker, make_project
+from tests.label_fixtures import FlakyReranker, ReverseReranker, make_project
 
 
 def _answer(state, user, answer=True, emotion=None, **kw):
@@ -156,6 +156,27 @@ def test_a_reranker_that_loses_ids_is_refused(tmp_path):
     assert s.wait_reranks(5)
     assert s.order["amusement"] == before and s.version["amusement"] == 0
     assert s.rerank_errors and "not a permutation" in s.rerank_errors[0]
+
+
+def test_a_reranker_that_raises_keeps_the_order_and_the_next_round_runs(tmp_path):
+    """The reranker's exception is recorded and the queue keeps its order; the next consensus
+    starts a new round, which swaps its order in."""
+    p = make_project(tmp_path, n_gifs=8, strategy="active", rerank_every=1,
+                     reranker="tests.label_fixtures:FlakyReranker")  # fmt: skip
+    FlakyReranker.calls = 0
+    s = open_state(p.path)
+    before = list(s.order["amusement"])
+    for g in p.ids[:2]:
+        for u in ("alice", "bob"):
+            assert s.next_items(u, "amusement", 1)[0]["gif_id"] == g
+            s.decide(u, "amusement", g, True)
+        assert s.wait_reranks(5)
+        if g == p.ids[0]:  # the first round failed: nothing changed
+            assert s.order["amusement"] == before and s.version["amusement"] == 0
+            assert len(s.rerank_errors) == 1 and "model not loaded yet" in s.rerank_errors[0]
+    assert FlakyReranker.calls == 2 and len(s.rerank_errors) == 1
+    assert s.version["amusement"] == 1
+    assert s.order["amusement"] == [*p.ids[:2], *reversed(p.ids[2:])]
 
 
 def test_keys_never_collide():

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gifemo.active.reranker import Reranker
 from gifemo.apps.label.project import (
     POLICIES,
     STRATEGIES,
@@ -49,7 +50,7 @@ from gifemo.apps.label.project import (
     open_store,
     predicted_n_tilde,
 )
-from gifemo.apps.label.state import LabelState, Reranker
+from gifemo.apps.label.state import LabelState
 
 log = logging.getLogger("gifemo.label")
 

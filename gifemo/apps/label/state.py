@@ -21,8 +21,8 @@ serves labellers. The rules:
   ``rerank_seconds`` with at least one), a background thread asks the Reranker for a new order
   of the emotion's *remaining* candidates (no answer, no lease) and swaps it in atomically under
   the lock (items already started keep their places, ahead of the remaining ones); the page is
-  never blocked. Each answer records the strategy and the emotion's ranking version its item
-  was served from.
+  never blocked (:mod:`gifemo.apps.label.rerank`). Each answer records the strategy and the
+  emotion's ranking version its item was served from.
 """
 
 from __future__ import annotations
@@ -31,24 +31,18 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from gifemo.active.reranker import Reranker
 from gifemo.apps.label.group_commit import GroupCommit
 from gifemo.apps.label.items import Item, LabelError, Lease
 from gifemo.apps.label.project import LABELLERS_PER_GIF, ProjectConfig
+from gifemo.apps.label.rerank import Labels, RerankThread
 from gifemo.apps.label.store import Event, Store
 from gifemo.emotions import EMOTIONS
 
 log = logging.getLogger(__name__)
-
-
-class Reranker(Protocol):
-    def rerank(
-        self,
-        labels: Mapping[str, Mapping[str, bool]],
-        remaining: Mapping[str, Sequence[str]],
-    ) -> dict[str, list[str]]: ...
 
 
 class LabelState:
@@ -88,9 +82,14 @@ class LabelState:
         self.last_rerank = dict.fromkeys(self.emotions, clock())
         self.rerank_count = 0
         self.rerank_errors: list[str] = []
-        self._pending: set[str] = set()
+        self.reranks = (
+            None
+            if reranker is None
+            else RerankThread(
+                reranker, self.lock, self._rerank_inputs, self._swap, self.rerank_errors
+            )
+        )
         self.durable = GroupCommit(store.commit, self.lock)  # acknowledged = committed
-        self._worker: threading.Thread | None = None
         for ev in store.events():
             self._apply(ev)
         self.new_resolved.clear()
@@ -454,41 +453,22 @@ class LabelState:
         return out
 
     def _maybe_rerank(self, emotion: str) -> None:
-        if self.reranker is None or self.cfg.strategy != "active":
+        if self.reranks is None or self.cfg.strategy != "active":
             return
         new = self.new_resolved[emotion]
         waited = self.clock() - self.last_rerank[emotion]
         if new >= self.cfg.rerank_every or (new > 0 and waited >= self.cfg.rerank_seconds):
-            self._pending.add(emotion)
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._rerank_loop, daemon=True, name="gifemo-label-rerank"
-                )
-                self._worker.start()
+            self.reranks.request(emotion)
 
-    def _rerank_loop(self) -> None:
-        while True:
-            with self.lock:
-                if not self._pending:
-                    self._worker = None
-                    return
-                emotions = sorted(self._pending)
-                self._pending.clear()
-                labels = self.consensus_labels()
-                remaining = {e: self.remaining(e) for e in emotions}
-                for e in emotions:
-                    self.new_resolved[e] = 0
-                    self.last_rerank[e] = self.clock()
-            try:
-                new = self.reranker.rerank(labels, remaining)  # type: ignore[union-attr]
-            except Exception as exc:  # recorded, the queue keeps its order
-                log.exception("rerank of %s failed", emotions)
-                with self.lock:
-                    self.rerank_errors.append(f"{emotions}: {exc!r}")
-                continue
-            with self.lock:
-                for e in emotions:
-                    self._swap(e, new.get(e), remaining[e])
+    def _rerank_inputs(self, emotions: list[str]) -> tuple[Labels, dict[str, list[str]]]:
+        """The reranker's inputs for ``emotions`` (under the lock): the consensus labels and
+        their remaining candidates; their count of new outcomes starts again."""
+        labels = self.consensus_labels()
+        remaining = {e: self.remaining(e) for e in emotions}
+        for e in emotions:
+            self.new_resolved[e] = 0
+            self.last_rerank[e] = self.clock()
+        return labels, remaining
 
     def _swap(self, emotion: str, new: Sequence[str] | None, asked: Sequence[str]) -> None:
         if new is None or len(new) != len(asked) or set(new) != set(asked):
@@ -510,11 +490,4 @@ class LabelState:
 
     def wait_reranks(self, timeout: float = 10.0) -> bool:
         """Block until no rerank is pending or running (tests, assembly)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self.lock:
-                worker = self._worker
-            if worker is None:
-                return True
-            worker.join(timeout=max(0.0, end - time.monotonic()))
-        return False
+        return self.reranks is None or self.reranks.wait(timeout)
