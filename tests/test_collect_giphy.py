@@ -12,6 +12,7 @@ from gifemo.apps.collect.collector import CollectOptions
 from gifemo.apps.collect.fake_giphy import FakeGiphy
 from gifemo.apps.collect.giphy import (
     GiphyClient,
+    GiphyError,
     RateLimited,
     TransientError,
     parse_hit,
@@ -62,9 +63,9 @@ def test_fake_replies_have_giphys_shape(pool):  # noqa: F811
 
 
 def test_fake_faults_and_client_errors(pool):  # noqa: F811
-    faults = {1: "429", 2: "429bare", 3: "500", 4: "badjson"}
+    faults = {1: "429", 2: "429bare", 3: "500", 4: "badjson", 5: "badgzip", 6: "echokey"}
     with FakeGiphy.from_dataset(pool, faults=faults, retry_after=9) as fake:
-        c = GiphyClient(fake.url, "k", timeout_s=5)
+        c = GiphyClient(fake.url, "SECRETKEY12", timeout_s=5)
         with pytest.raises(RateLimited, match="HTTP 429 API rate limit exceeded") as e:
             c.search("happy", limit=5, offset=0)
         assert e.value.retry_after == 9.0
@@ -74,6 +75,11 @@ def test_fake_faults_and_client_errors(pool):  # noqa: F811
             c.search("happy", limit=5, offset=0)
         with pytest.raises(TransientError, match="not JSON"):
             c.search("happy", limit=5, offset=0)
+        with pytest.raises(TransientError, match="DecodingError"):  # retried, not a crash
+            c.search("happy", limit=5, offset=0)
+        with pytest.raises(GiphyError, match=r"meta\.status 403: api_key \*\*\* is banned") as e:
+            c.search("happy", limit=5, offset=0)  # Giphy's own text quoting the key
+        assert "SECRETKEY12" not in str(e.value)
         page = c.search("happy", limit=5, offset=0)
         assert page.count == 5 and len(page.hits) == 5 and page.hits[0].width == 8
         assert page.hits[0].size == len(fake._by_id[page.hits[0].id].data)
@@ -110,6 +116,9 @@ def test_queries_from_a_run(tmp_path):
         queries_from_run(tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match=r"run\.json"):
         queries_from_run(tmp_path / "nowhere")
+    (tmp_path / "bad" / "run.json").write_text(json.dumps({"protocol": {"emotions": ["fear"]}}))
+    with pytest.raises(ValueError, match=r"bad/run\.json: no protocol\.emotions.*not a mapping"):
+        queries_from_run(tmp_path / "bad")
     t1 = table1_queries(n_tags=10)
     assert "tv" not in t1 and "happiness" in t1["happy"] and "laughing" in t1
     assert merge_queries(["cat", " cat"], {"cat": ["fear"]}) == {"cat": ["fear"]}
@@ -132,3 +141,21 @@ def test_config_defaults_equal_the_code_defaults():
     assert got == want
     with pytest.raises(ValueError, match="unknown collect option"):
         CollectOptions.from_mapping({**got, "api_key": "x"})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("queries", "happy", r"collect\.queries must be a list, got 'happy': write collect\.queries=\[happy\]"),
+        ("emotions", "fear", r"collect\.emotions must be a list.*collect\.emotions=\[fear\]"),
+        ("max_retries", -1, r"collect\.max_retries must be >= 0, got -1"),
+        ("download_retries", -2, r"collect\.download_retries must be >= 0"),
+    ],
+)  # fmt: skip
+def test_options_that_would_search_nonsense_are_refused(tmp_path, option, value, message):
+    """A bare word on Hydra's command line (``collect.queries=happy``) is a string, which
+    would be searched letter by letter; a negative retry count would skip every search."""
+    opts = CollectOptions(out_dir=str(tmp_path), queries=["happy"])
+    setattr(opts, option, value)
+    with pytest.raises(ValueError, match=message):
+        opts.check()

@@ -76,6 +76,9 @@ def test_candidates_by_emotion(collected, tmp_path):
     plain.write_text('{"id": "a", "file": "a.gif", "found_for": ["joy"]}\n')
     with pytest.raises(ValueError, match=r"metadata\.jsonl:1: field 'found_for'"):
         candidates_by_emotion(plain)
+    plain.write_text('{"id": "a", "found_for": []}\n{"id": "b", found_for\n')
+    with pytest.raises(ValueError, match=r"metadata\.jsonl:2: not a JSON object"):
+        candidates_by_emotion(plain)
 
 
 def test_rank_within_each_emotions_candidates(collected, tmp_path):

@@ -31,7 +31,10 @@ def candidates_by_emotion(metadata: str | Path) -> dict[str, frozenset[str]] | N
         for lineno, text in enumerate(f, 1):
             if not text.strip():
                 continue
-            row = json.loads(text)
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not a JSON object ({exc})") from None
             if not isinstance(row, dict) or "found_for" not in row:
                 continue
             found = row["found_for"]

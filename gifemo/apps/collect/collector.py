@@ -107,6 +107,13 @@ class CollectOptions:
         for k in ("max_per_query", "max_bytes", "parallel_downloads", "calls_per_hour", "burst"):
             if getattr(self, k) < 1:
                 raise ValueError(f"collect.{k} must be >= 1, got {getattr(self, k)!r}")
+        for k in ("max_retries", "download_retries"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"collect.{k} must be >= 0, got {getattr(self, k)!r}")
+        for k in ("queries", "emotions"):  # a bare word on Hydra's command line is a string
+            v = getattr(self, k)
+            if isinstance(v, str) or (v is not None and not isinstance(v, list | tuple)):
+                raise ValueError(f"collect.{k} must be a list, got {v!r}: write collect.{k}=[{v}]")
 
 
 @dataclass

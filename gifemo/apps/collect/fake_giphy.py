@@ -16,7 +16,9 @@ e.g. the generated ``candidates/`` part) the way Giphy's search API does (DESIGN
 - ``pagination.total_count`` is left out of every ``drop_total_every``-th reply;
 - injected faults by search-request number (1-based): ``"429"`` (HTTP 429 with
   ``{"meta": {"status": 429}}``), ``"429bare"`` (HTTP 429 with a bare ``{"message"}``),
-  ``"500"``, ``"slow"`` (answers after ``slow_s``), ``"badjson"``; every reply waits
+  ``"500"``, ``"slow"`` (answers after ``slow_s``), ``"badjson"``, ``"badgzip"`` (HTTP 200
+  that says ``Content-Encoding: gzip`` but is not), ``"echokey"`` (``meta.status`` 403 whose
+  ``msg`` quotes the request's key, as an error page might); every reply waits
   ``latency_s``; 429 and 500 carry ``Retry-After: retry_after``;
 - ``GET /media/<id>/giphy.gif`` serves the file; ``media_faults[id]``: ``"notgif"`` (an HTML
   page), ``"truncated"`` (the first half of the file), ``"500once"`` (HTTP 500 the first time),
@@ -292,6 +294,8 @@ def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
                 status, obj, headers = 429, {"message": "API rate limit exceeded"}, retry
             elif fault == "500":
                 status, obj, headers = 500, {"message": "Internal Server Error"}, retry
+            elif fault == "echokey":
+                obj = {"data": [], "meta": {"status": 403, "msg": f"api_key {key} is banned"}}
             else:
                 q = qs.get("q", "")
                 limit, offset = qs.get("limit", "25"), qs.get("offset", "0")
@@ -313,6 +317,8 @@ def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
             time.sleep(fake.slow_s if fault == "slow" else fake.latency_s)
             if fault == "badjson" and status == 200:
                 self._send(200, b'{"data": [', "application/json")
+            elif fault == "badgzip" and status == 200:
+                self._send(200, b"not gzip", "application/json", {"Content-Encoding": "gzip"})
             else:
                 self._json(status, obj, headers)
 

@@ -239,6 +239,9 @@ class GiphyClient:
         except httpx.TransportError as e:  # the message of a transport error has no URL
             msg = self._redact(str(e)) or type(e).__name__
             raise TransientError(f"{where}: {type(e).__name__}: {msg}") from None
+        except httpx.HTTPError as e:  # a body that does not decode, too many redirects: retried
+            msg = self._redact(str(e)) or type(e).__name__
+            raise TransientError(f"{where}: {type(e).__name__}: {msg}") from None
         retry = retry_after_s(r.headers.get("retry-after"))
         try:
             body: Any = r.json()
@@ -259,6 +262,8 @@ class GiphyClient:
             raise TransientError(f"{where}: reply is not JSON")
         try:
             return parse_search(body, where=where)
-        except RateLimited as e:
-            e.retry_after = retry
+        except GiphyError as e:  # meta.msg is Giphy's text: it may quote the key
+            e.args = (self._redact(str(e)),)
+            if isinstance(e, RateLimited):
+                e.retry_after = retry
             raise

@@ -39,6 +39,8 @@ def queries_from_run(
     try:
         run = json.loads(path.read_text())
         per = run["protocol"]["emotions"]
+        if not isinstance(per, dict):
+            raise TypeError(f"protocol.emotions is a {type(per).__name__}, not a mapping")
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(
             f"{path}: no protocol.emotions.<emotion>.top_tags ({type(exc).__name__}: {exc}); runs of "
