@@ -151,7 +151,7 @@ def test_bad_downloads_are_recorded_failures_and_retried_later(pool, tmp_path):
     fake = FakeGiphy.from_dataset(pool)
     q = ["common"]
     ids = sorted(fake.served_ids(q), key=lambda i: len(fake._by_id[i].data))
-    big, bigger, notgif, trunc, flaky = ids[-1], ids[-2], ids[0], ids[1], ids[2]
+    big, bigger, notgif, trunc, flaky, garbled = ids[-1], ids[-2], ids[0], ids[1], ids[2], ids[3]
     size = {i: len(fake._by_id[i].data) for i in ids}
     max_bytes = max(v for v in size.values() if v < size[bigger])  # only big and bigger are over
     fake.media_faults = {
@@ -159,6 +159,7 @@ def test_bad_downloads_are_recorded_failures_and_retried_later(pool, tmp_path):
         notgif: "notgif",
         trunc: "truncated",
         flaky: "500once",
+        garbled: "badgziponce",
     }
     with fake:
         rep = collect(options(tmp_path / "c", fake, q, max_bytes=max_bytes), api_key="k")
@@ -172,7 +173,7 @@ def test_bad_downloads_are_recorded_failures_and_retried_later(pool, tmp_path):
         assert fails[notgif]["reason"].startswith("not a GIF")
         assert fails[trunc]["reason"].startswith("truncated GIF")
         got = {i for r in read_rows(out) for i in r["giphy_ids"]}
-        assert got == set(ids) - set(fails) and flaky in got  # a 500 once is retried in the run
+        assert got == set(ids) - set(fails) and {flaky, garbled} <= got  # retried in the run
         assert sorted(p.name for p in (out / "gifs").iterdir()) == sorted(f"{i}.gif" for i in got)
         # the next run retries the failures (the server is fixed, the limit raised)
         fake.media_faults = {}

@@ -85,8 +85,8 @@ def _fetch(http: httpx.Client, url: str, tmp: Path, max_bytes: int) -> tuple[byt
                 os.fsync(f.fileno())
     except httpx.TimeoutException:
         raise _Transient("timed out") from None
-    except httpx.TransportError as e:  # dropped connection, body shorter than Content-Length
-        raise _Transient(f"{type(e).__name__}: {e}") from None
+    except (httpx.TransportError, httpx.DecodingError) as e:  # dropped connection, short body,
+        raise _Transient(f"{type(e).__name__}: {e}") from None  # a body that does not decode
     return bytes(body), h.hexdigest()
 
 

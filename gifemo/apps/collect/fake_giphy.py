@@ -22,6 +22,7 @@ e.g. the generated ``candidates/`` part) the way Giphy's search API does (DESIGN
   ``latency_s``; 429 and 500 carry ``Retry-After: retry_after``;
 - ``GET /media/<id>/giphy.gif`` serves the file; ``media_faults[id]``: ``"notgif"`` (an HTML
   page), ``"truncated"`` (the first half of the file), ``"500once"`` (HTTP 500 the first time),
+  ``"badgziponce"`` (the first time, a body that says ``Content-Encoding: gzip`` but is not),
   ``"undeclared"`` (the search reply under-states the size).
 
 Every request is counted in :attr:`FakeGiphy.requests` (kind, params without the key, status,
@@ -334,6 +335,9 @@ def _handler(fake: FakeGiphy) -> type[BaseHTTPRequestHandler]:
             elif fault == "500once" and fake._first_media(gid):
                 fake._record(FakeRequest("media", {"id": gid}, 500, True))
                 self._send(500, b"Internal Server Error", "text/plain")
+            elif fault == "badgziponce" and fake._first_media(gid):
+                fake._record(FakeRequest("media", {"id": gid}, 200, True))
+                self._send(200, b"not gzip", "image/gif", {"Content-Encoding": "gzip"})
             elif fault == "notgif":
                 fake._record(FakeRequest("media", {"id": gid}, 200, True))
                 self._send(200, b"<!DOCTYPE html><html><body>Not a GIF</body></html>", "image/gif")
