@@ -136,3 +136,17 @@ def test_one_configuration_is_fitted_once_without_cv():
     FITS.clear()
     again = grid_search(Ridge(), X, Y, mask, param_grid={"alpha": 3.0}, validate_single=True)
     assert again.validated and len(FITS) == 6 and np.isfinite(again.best_score)
+
+
+def test_no_validation_positive_scores_nan_not_minus_infinity():
+    """No fold has a positive: every fold score is NaN. The search still picks a configuration,
+    but its score is NaN (a failed sweep trial), not −inf (a completed one ranked last)."""
+    from gifemo.models.estimators import UnsortedBaseline
+
+    n, t = 20, 2
+    res = grid_search(UnsortedBaseline(), np.zeros((n, 1)), np.full((n, t), 10.0),
+                      np.ones((n, t), bool), param_grid={"mode": ["constant", "random"]},
+                      n_folds=2)  # fmt: skip
+    assert np.isnan(res.scores).all()
+    assert np.isnan(res.best_score) and np.isnan(res.to_metrics()["cv/score"])
+    assert all(np.isnan(row["cv_score"]) for row in res.table())

@@ -106,7 +106,12 @@ def test_no_positives_nan_and_means_over_defined():
         M.N_P / M.precision_at_recall(scores[:, 1], pos[:, 1], 0.06)
     )
     assert rep.positive_rate[4] == 0.0 and math.isnan(rep.positive_rate[7])
-    assert "disgust" in M.format_report(rep)
+    # the unsorted list's AUC and Ñ: over the same emotions as auc_mean (disgust's 0 left out)
+    rate = np.mean([pos[:, i].mean() for i in ok])
+    assert m["test/positive_rate_mean"] == pytest.approx(rate, abs=1e-12)
+    assert m["test/n_tilde_unsorted_mean"] == pytest.approx(M.N_P / rate)
+    mean_row = M.format_report(rep).splitlines()[-1]
+    assert "disgust" in M.format_report(rep) and f"{rate:>7.3f}" in mean_row
 
 
 def test_random_ranking_n_tilde_is_np_over_rate():

@@ -51,6 +51,7 @@ def test_hand_made_three_emotions_shared_split():
     assert pr.test_rows[2].size == 0
     for i in range(3):  # every task trains on exactly the rows outside T
         assert set(np.flatnonzero(pr.train_mask[:, i]).tolist()) == set(range(8)) - T
+        assert np.flatnonzero(pr.test_mask[:, i]).tolist() == pr.test_rows[i].tolist()  # T_i
     assert set(pr.training_rows.tolist()) == set(range(8)) - T
     assert pr.summary()["split"] == "shared"
 

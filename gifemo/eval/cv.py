@@ -118,7 +118,9 @@ class CVResult:
 
     @property
     def best_score(self) -> float:
-        return float(self.mean_scores[self.best_index]) if self.validated else math.nan
+        """The best configuration's mean fold score; NaN when unvalidated or when no fold
+        scored (no validation positive anywhere): a sweep then records a failed trial."""
+        return _finite_or_nan(self.mean_scores[self.best_index]) if self.validated else math.nan
 
     def to_metrics(self, prefix: str = "cv") -> dict[str, float]:
         """``cv/score`` (best mean), ``cv/score_std`` (over folds), ``cv/best/<param>`` (numeric)."""
@@ -139,14 +141,19 @@ class CVResult:
         """One row per configuration: its parameters, mean and per-fold scores."""
         means = self.mean_scores if self.validated else np.full(len(self.params), math.nan)
         return [
-            {**p, "cv_score": float(m), "fold_scores": [float(x) for x in s]}
+            {**p, "cv_score": _finite_or_nan(m), "fold_scores": [float(x) for x in s]}
             for p, m, s in zip(self.params, means, self.scores)
         ]
 
 
 def _nanmean(a: np.ndarray) -> float:
+    """Mean of the finite values; −inf when there is none (ranks last in the selection)."""
     a = np.asarray(a, dtype=np.float64)
     return float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else -math.inf
+
+
+def _finite_or_nan(x: float) -> float:
+    return float(x) if math.isfinite(x) else math.nan
 
 
 def grid_search(

@@ -181,7 +181,8 @@ class RankingReport:
         positive_rate_mean; n_tilde_unsorted_mean (N_p / positive_rate_mean, Table 2's unsorted
         row) and n_tilde_unsorted_emotion_mean (mean of N_p / rate_i); n_defined; and per emotion
         auc/, n_tilde/, precision_at_recall/, positive_rate/. NaN stays NaN (JSON writers should
-        allow it). Means are over the emotions where the value is defined.
+        allow it). Means are over the emotions where the value is defined; positive_rate_mean
+        (the unsorted list's AUC) over the emotions whose AUC is, as auc_mean.
         """
         rate_mean = _nanmean(self.positive_rate[np.isfinite(self.auc)])
         out: dict[str, float] = {
@@ -189,7 +190,7 @@ class RankingReport:
             f"{prefix}/n_tilde_mean": self.n_tilde_mean,
             f"{prefix}/n_tilde_emotion_mean": self.n_tilde_emotion_mean,
             f"{prefix}/precision_at_recall_mean": _nanmean(self.precision_at_recall),
-            f"{prefix}/positive_rate_mean": _nanmean(self.positive_rate),
+            f"{prefix}/positive_rate_mean": rate_mean,  # the unsorted AUC: over AUC's emotions
             f"{prefix}/n_tilde_unsorted_mean": n_tilde(rate_mean, n_p=self.n_p),
             f"{prefix}/n_tilde_unsorted_emotion_mean": _nanmean(
                 np.array([n_tilde(r, n_p=self.n_p) for r in self.positive_rate])
@@ -279,13 +280,14 @@ def evaluate_rankings(
 def format_report(report: RankingReport) -> str:
     """A readable per-emotion table (emotion, n, positives, rate, AUC, P@R, Ñ) plus the mean."""
     lines = [f"{'emotion':<14}{'n':>6}{'pos':>6}{'rate':>7}{'AUC':>7}{'P@R':>7}{'Ñ':>9}"]
+    rate_mean = _nanmean(report.positive_rate[np.isfinite(report.auc)])  # AUC's emotions
     for i, e in enumerate(report.emotions):
         lines.append(
             f"{e:<14}{report.n_test[i]:>6}{report.n_positive[i]:>6}{report.positive_rate[i]:>7.3f}"
             f"{report.auc[i]:>7.3f}{report.precision_at_recall[i]:>7.3f}{report.n_tilde[i]:>9.0f}"
         )
     lines.append(
-        f"{'mean':<14}{'':>6}{'':>6}{_nanmean(report.positive_rate):>7.3f}{report.auc_mean:>7.3f}"
+        f"{'mean':<14}{'':>6}{'':>6}{rate_mean:>7.3f}{report.auc_mean:>7.3f}"
         f"{_nanmean(report.precision_at_recall):>7.3f}{report.n_tilde_mean:>9.0f}"
         f"   ({report.n_defined}/{len(report.emotions)} emotions defined)"
     )

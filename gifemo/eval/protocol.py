@@ -70,8 +70,12 @@ class EvalProtocol:
 
     @property
     def test_mask(self) -> np.ndarray:
-        """(n, t) bool, True where row n is in T_i."""
-        return ~self.train_mask
+        """(n, t) bool, True where row n is in T_i. (Not ``~train_mask``: a row outside
+        pool_i, or in the shared T of another task, is in neither.)"""
+        mask = np.zeros_like(self.train_mask)
+        for i, rows in enumerate(self.test_rows):
+            mask[rows, i] = True
+        return mask
 
     @property
     def training_rows(self) -> np.ndarray:
