@@ -60,10 +60,16 @@ class RerankThread:
             self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._rounds()
+        finally:  # whatever happens, a later request can start a thread again
+            with self.lock:
+                self._thread = None
+
+    def _rounds(self) -> None:
         while True:
             with self.lock:
                 if not self._asked:
-                    self._thread = None
                     return
                 emotions = sorted(self._asked)
                 self._asked.clear()

@@ -106,13 +106,12 @@ def _flag(body: Mapping[str, Any], key: str) -> bool | None:
 def create_app(
     state: LabelState, *, predicted: Mapping[str, float] | None = None, title: str = "gifemo"
 ) -> Any:
-    """The ASGI app serving ``state``; user tokens are re-read from the store on a miss (users
-    added while the server runs can sign in)."""
+    """The ASGI app serving ``state``; a request's token is looked up in the store each time
+    (a user added while the server runs can sign in; a reissued token revokes the old one)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True
     )
     templates = Jinja2Templates(env=env)
-    tokens: dict[str, tuple[str, str]] = state.store.token_index()
 
     def who(request: Request, *, page: bool = False) -> tuple[str, str] | None:
         token = None
@@ -123,11 +122,7 @@ def create_app(
             token = request.cookies[COOKIE]
         if not token:
             return None
-        h = hash_token(token)
-        if h not in tokens:
-            with state.lock:
-                tokens.update(state.store.token_index())
-        return tokens.get(h)
+        return who_token(token)
 
     def api(
         role: str | None, fn: Callable[[Request, str], Any]
@@ -233,7 +228,7 @@ def create_app(
                 "X-Frame-Options": "DENY",
             }
             if token:
-                user = tokens.get(hash_token(token)) or who_token(token)
+                user = who_token(token)
                 if user is None:
                     return HTMLResponse("<h1>401</h1><p>This link is not valid.</p>", 401, headers)
                 # Set the cookie on a same-origin page, then navigate there without the token
@@ -274,9 +269,8 @@ def create_app(
         return endpoint
 
     def who_token(token: str) -> tuple[str, str] | None:
-        with state.lock:
-            tokens.update(state.store.token_index())
-        return tokens.get(hash_token(token))
+        with state.lock:  # read each time: a reissued token revokes the old one at once
+            return state.store.token_index().get(hash_token(token))
 
     async def gif(request: Request) -> Response:
         if who(request) is None:

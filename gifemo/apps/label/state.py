@@ -299,10 +299,11 @@ class LabelState:
             raise LabelError(409, f"you already answered {gif_id!r} for {emotion} (undo first)")
         now = self.clock()
         lease = item.leases.get(user)
-        if (
-            lease is None
-            and answer is not None
-            and self._taken(item, user, now) >= LABELLERS_PER_GIF
+        if lease is not None and lease.expires <= now:  # expired: no claim on a place any more
+            lease = None
+        if answer is not None and (
+            len(item.decisions) >= LABELLERS_PER_GIF
+            or (lease is None and self._taken(item, user, now) >= LABELLERS_PER_GIF)
         ):
             raise LabelError(409, f"{gif_id!r} already has two labellers for {emotion}")
         ev = self.store.append(
@@ -330,6 +331,8 @@ class LabelState:
             gen = self.durable.batch
             if request_id and request_id in self.by_request:
                 old = self.by_request[request_id]
+                if old.user != user:
+                    raise LabelError(409, "request_id already used")
                 target = self.by_seq[old.target] if old.target else None  # type: ignore[index]
             else:
                 target = self._undo(user, request_id)
@@ -352,6 +355,8 @@ class LabelState:
         )
         self._apply(ev)
         item = self._item(target.emotion, target.gif_id)
+        e = item.emotion  # the item may lie behind the queue head again: serve it from there
+        self.head[e] = min(self.head[e], self.pos[e][item.gif_id])
         now = self.clock()
         version = target.ranking_version or self.version[item.emotion]
         self._lease(item, user, Lease(now + self.cfg.lease_seconds, version, 1, now))
@@ -479,8 +484,9 @@ class LabelState:
         still = set(self.remaining(emotion))
         front = [g for g in self.order[emotion] if g not in still]
         back = [g for g in new if g in still]
+        asked_set = set(new)  # remaining now but not when asked (a skip, an expired lease): last
+        back += [g for g in self.order[emotion] if g in still and g not in asked_set]
         order = front + back
-        assert len(order) == len(self.order[emotion])
         self.version[emotion] += 1
         self.store.add_ranking(emotion, self.version[emotion], order)
         self.order[emotion] = order
