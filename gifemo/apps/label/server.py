@@ -270,7 +270,7 @@ def create_app(
 
     def who_token(token: str) -> tuple[str, str] | None:
         with state.lock:  # read each time: a reissued token revokes the old one at once
-            return state.store.token_index().get(hash_token(token))
+            return state.store.user_of(hash_token(token))
 
     async def gif(request: Request) -> Response:
         if who(request) is None:

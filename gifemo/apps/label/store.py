@@ -204,6 +204,13 @@ class Store:
             h: (n, r) for n, r, h in self.db.execute("SELECT name, role, token_sha256 FROM users")
         }
 
+    def user_of(self, token_sha256: str) -> tuple[str, str] | None:
+        """(name, role) of the user holding the token with this hash, or None."""
+        row = self.db.execute(
+            "SELECT name, role FROM users WHERE token_sha256 = ?", (token_sha256,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     # -- the log ------------------------------------------------------------------------------
 
     def append(
