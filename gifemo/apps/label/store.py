@@ -198,12 +198,6 @@ class Store:
         """name -> role."""
         return dict(self.db.execute("SELECT name, role FROM users").fetchall())
 
-    def token_index(self) -> dict[str, tuple[str, str]]:
-        """sha256(token) -> (name, role)."""
-        return {
-            h: (n, r) for n, r, h in self.db.execute("SELECT name, role, token_sha256 FROM users")
-        }
-
     def user_of(self, token_sha256: str) -> tuple[str, str] | None:
         """(name, role) of the user holding the token with this hash, or None."""
         row = self.db.execute(
