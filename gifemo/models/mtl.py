@@ -24,8 +24,16 @@ Preconditioning (smooth penalties only). Features such as C3D fc6 have a few dom
 directions: λ_max(2XᵀPX) is far above the bulk of the spectrum, and FISTA's iteration count
 grows as √(L/μ). For a smooth Ω the solver therefore runs FISTA on g(V) = F(S V), with
 S = P^(−1/2) = I + U(diag(p)^(−1/2) − 1)Uᵀ built from the top-r right singular vectors U of the
-column-centred X (randomised SVD, :func:`torch.svd_lowrank`) and p_j = s_j²/s_r² ≥ 1: the r
-leading curvatures are brought down to the level of the r-th. ∇g(V) = S ∇F(S V); its
+column-centred X (randomised SVD, :func:`torch.svd_lowrank`) and
+
+    p_j = (s_j² + ν) / (s_r² + ν) ≥ 1,   ν = L_Ω/2,
+
+since F's curvature along u_j is ≈ 2(s_j² + ν): the loss's plus at most L_Ω from the penalty
+(Ridge: exactly 2ρ). The r leading curvatures of F, penalty included, are brought down to the
+level of the r-th. (With p_j = s_j²/s_r², a large ρ or a centred X of rank < r, s_r ≈ 0, left
+the leading directions with far less curvature than the rest, and FISTA stalled.) q = p^(−1/2)
+is floored at 10⁻³, which bounds S⁻¹ when s_r² + ν ≈ 0 (rank < r and no penalty) and only
+raises curvatures, never below 2(s_r² + ν); S ⪯ I holds throughout. ∇g(V) = S ∇F(S V); its
 Lipschitz constant is estimated for the transformed operator (the curvature safeguard still
 applies), and the stopping rule is kept on ∇F(W) itself (S⁻¹ is as cheap as S). The
 minimiser is the same; only the path to it changes. Non-smooth penalties keep the identity
@@ -138,9 +146,10 @@ class _Problem:
 
 
 class _Preconditioner:
-    """S = P^(−1/2) = I + U diag(q − 1) Uᵀ and S⁻¹ = I + U diag(1/q − 1) Uᵀ (module docstring)."""
+    """S = P^(−1/2) = I + U diag(q − 1) Uᵀ and S⁻¹ = I + U diag(1/q − 1) Uᵀ (module docstring);
+    ``nu`` = ν = L_Ω/2, the penalty's curvature in the units of s²."""
 
-    def __init__(self, X: Tensor, rank: int, seed: int = 0) -> None:
+    def __init__(self, X: Tensor, rank: int, *, nu: float, seed: int = 0) -> None:
         mean = X.mean(0, keepdim=True)
         q = min(rank + 8, min(X.shape))
         state = torch.random.get_rng_state()
@@ -151,8 +160,9 @@ class _Preconditioner:
             torch.random.set_rng_state(state)
         self.U = V[:, :rank]  # (d, r)
         sv = sv[:rank]
-        floor = sv[-1].clamp(min=torch.finfo(sv.dtype).tiny)
-        self.q = (floor / sv.clamp(min=floor)).to(X.dtype)  # p_j^(−1/2) ∈ (0, 1]
+        level = sv[-1] ** 2 + nu  # curvature of F along u_r, halved
+        p = (sv**2 + nu).clamp(min=torch.finfo(sv.dtype).tiny) / level  # (r,), inf if level = 0
+        self.q = p.rsqrt().clamp(min=1e-3, max=1.0).to(X.dtype)  # p_j^(−1/2) ∈ [10⁻³, 1]
 
     def _apply(self, V: Tensor, diag: Tensor) -> Tensor:
         return V + self.U @ ((diag - 1.0)[:, None] * (self.U.T @ V))
@@ -293,7 +303,7 @@ def fit_mtl(
     base = _Problem(Xt, Yt, mt)
     del b0
     rank = _precondition_rank(precondition, penalty, Xt.shape[0], d)
-    pre = _Preconditioner(Xt, rank) if rank else None
+    pre = _Preconditioner(Xt, rank, nu=penalty.lipschitz / 2) if rank else None
     prob: Any = base if pre is None else _PreconditionedProblem(base, pre)
     pen: Any = penalty if pre is None else _PreconditionedPenalty(penalty, pre)
 
