@@ -9,13 +9,17 @@ Graphic Control Extension), the block compositor is checked against FFmpeg's fra
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
+from gifemo.backbones.resize import FrameResize, resize_frames
 from gifemo.data.gif import GifDecodeError, read_gif, scan_gif
 from gifemo.data.gif_compose import compose_gif, lzw_decode, needs_blocks
 from tests.gifmaker import GifFrame, gif_bytes, lzw_encode, random_indices, random_palette
 from tests.test_gif import BG, H, W, feature_frames
+from tests.test_gif_fast import EveryOther
 
 BGA = np.array(BG, np.uint8)
 
@@ -241,6 +245,119 @@ def test_block_compositor_equals_ffmpeg_where_both_apply(tmp_path, disposal, tra
         ffmpeg = read_gif(path, background=BG)
         ours, delays = compose_gif(data, layout, path, background=BGA)
         assert np.array_equal(ours, ffmpeg.frames) and delays == ffmpeg.delays_ms.tolist()
+
+
+def no_background_entry(name: str) -> tuple[bytes, list[GifFrame], np.ndarray | None, int]:
+    """A GIF whose header names no background colour, as (bytes, frames, global table,
+    background index): FFmpeg fills the screen before frame 0 and disposal-2 rectangles with
+    transparent black there; every pixel of it must come out BG."""
+    if name == "no-global-table":  # local tables only; frames 0 and 1 restore to background
+        gpal, bg_index = None, 0
+        frames = [
+            GifFrame(random_indices(6, 7, 8, 0), delay_cs=5, disposal=2, palette=PAL),
+            GifFrame(random_indices(3, 4, 8, 1), left=2, top=1, delay_cs=6, disposal=2,
+                     palette=PAL[::-1].copy()),
+            GifFrame(random_indices(2, 2, 8, 2), left=4, top=3, delay_cs=5, palette=PAL),
+            GifFrame(random_indices(2, 3, 8, 3), left=0, top=4, delay_cs=5, palette=PAL),
+        ]  # fmt: skip
+    else:  # "background-past-table": index 6 of a 4-colour table; frame 0 covers part
+        gpal, bg_index = PAL[:4], 6
+        frames = [
+            GifFrame(random_indices(4, 5, 4, 0), left=1, top=1, delay_cs=5, disposal=2),
+            GifFrame(random_indices(6, 7, 4, 1), delay_cs=6, disposal=1),
+            GifFrame(random_indices(3, 3, 4, 2), left=3, top=2, delay_cs=5, disposal=2),
+            GifFrame(random_indices(2, 2, 4, 3), left=0, top=0, delay_cs=5),
+        ]
+    return gif_bytes(7, 6, frames, palette=gpal, background_index=bg_index), frames, gpal, bg_index
+
+
+class Resized:
+    """A keeper: every frame resized to 9×11 (extraction's :class:`FrameResize` one by one as
+    decoded, or :func:`resize_frames` in one batch)."""
+
+    stop_after_last = False
+
+    def __init__(self, per_frame_from: int) -> None:
+        self.per_frame_from, self.one = per_frame_from, FrameResize((9, 11))
+
+    def select(self, n, delays_ms):
+        return np.arange(n)
+
+    def __call__(self, frame):
+        return self.one(frame)
+
+    def batch(self, frames, index):
+        return resize_frames(frames, (9, 11), index=index)
+
+
+@pytest.mark.parametrize("name", ["no-global-table", "background-past-table"])
+def test_ffmpeg_paints_a_missing_background_entry_as_the_compositor(tmp_path, name):
+    """FFmpeg's path (one GCE per image) gives the block compositor's frames, BG where the
+    header has no background colour, on every route: direct and swscale RGB, bgr0, kept frame
+    by frame as decoded and in one batch, resized as decoded."""
+    data, frames, gpal, bg_index = no_background_entry(name)
+    path = tmp_path / f"{name}.gif"
+    path.write_bytes(data)
+    layout = scan_gif(data)
+    assert needs_blocks(layout) is None  # read_gif takes FFmpeg's path here
+    want, delays = compose_gif(data, layout, path, background=BGA)
+    naive, _ = naive_frames(7, 6, frames, gpal, bg_index)
+    assert np.array_equal(want, np.stack(naive))
+    assert (want[1:] == BGA).all(-1).any()  # disposal 2 shows BG
+    routes = {"direct": {}, "swscale": {"converter": "swscale"}, "bgr0": {"pixel_format": "bgr0"}}
+    for route, kw in routes.items():
+        got = read_gif(path, background=BG, **kw)
+        rgb = got.frames[..., 2::-1] if route == "bgr0" else got.frames
+        assert np.array_equal(rgb, want), route
+        assert got.delays_ms.tolist() == delays
+    for fmt, per_frame_from in itertools.product(("rgb24", "bgr0"), (0, 10**9)):
+        keeper = EveryOther(per_frame_from)
+        got = read_gif(path, background=BG, pixel_format=fmt, keep=keeper)
+        kept = keeper.select(len(want), np.asarray(delays))
+        assert np.array_equal(got.kept, kept) and len(kept) >= 2
+        rgb = got.frames[..., 2::-1] if fmt == "bgr0" else got.frames
+        assert np.array_equal(rgb, want[kept][:, ::2, ::3]), (fmt, per_frame_from)
+        got = read_gif(path, background=BG, pixel_format=fmt, keep=Resized(per_frame_from))
+        rgb = got.frames[..., 2::-1] if fmt == "bgr0" else got.frames
+        assert np.array_equal(rgb, resize_frames(want, (9, 11))), (fmt, per_frame_from)
+
+
+def random_gif(rng: np.random.Generator) -> bytes:
+    """A small random GIF FFmpeg's path reads (one GCE per image, images inside the screen):
+    with or without a global table, any background index, local tables, partial frames,
+    transparency, every disposal."""
+    w, h = (int(n) for n in rng.integers(1, 12, 2))
+    gpal = random_palette(2 << int(rng.integers(0, 3)), int(rng.integers(1 << 30)))
+    gpal = gpal if rng.random() < 0.5 else None
+    frames = []
+    for _ in range(int(rng.integers(1, 6))):
+        fw, fh = int(rng.integers(1, w + 1)), int(rng.integers(1, h + 1))
+        local = gpal is None or rng.random() < 0.5
+        pal = random_palette(2 << int(rng.integers(0, 3)), int(rng.integers(1 << 30))) \
+            if local else None  # fmt: skip
+        k = len(pal if pal is not None else gpal)
+        frames.append(GifFrame(
+            rng.integers(0, k, (fh, fw), dtype=np.uint8), left=int(rng.integers(0, w - fw + 1)),
+            top=int(rng.integers(0, h - fh + 1)), disposal=int(rng.integers(0, 4)),
+            transparent=int(rng.integers(0, k)) if rng.random() < 0.3 else None, palette=pal,
+        ))  # fmt: skip
+    return gif_bytes(w, h, frames, palette=gpal, background_index=int(rng.integers(0, 16)))
+
+
+def test_ffmpeg_equals_the_compositor_on_random_gifs(tmp_path):
+    """60 seeded random GIFs (most without a background colour entry): direct RGB and bgr0
+    give the block compositor's frames."""
+    rng = np.random.default_rng(11)
+    path = tmp_path / "r.gif"
+    for i in range(60):
+        data = random_gif(rng)
+        path.write_bytes(data)
+        layout = scan_gif(data)
+        assert needs_blocks(layout) is None
+        want, _ = compose_gif(data, layout, path, background=BGA)
+        assert np.array_equal(read_gif(path, background=BG).frames, want), i
+        bgr0 = read_gif(path, background=BG, pixel_format="bgr0").frames
+        assert np.array_equal(bgr0[..., 2::-1], want), i
 
 
 @pytest.mark.parametrize("k", [2, 4, 16, 256])

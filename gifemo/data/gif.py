@@ -21,8 +21,12 @@ What the frames are
     ``trans_color`` option) and its BGRA output is copied to RGB straight from FFmpeg's plane
     in numpy, an exact channel shuffle (``converter="direct"``, the default; swscale's
     ``rgb24`` conversion, ``converter="swscale"``, gives the same bytes and was 13 % slower
-    on 480×270 GIFs: docs/extraction.md); GIF alpha is only 0 or 255. Other codecs with alpha
-    are composited in numpy (alpha < 128 → background) after swscale's conversion.
+    on 480×270 GIFs: docs/extraction.md); GIF alpha is only 0 or 255. Where the header names
+    no background colour (no global table, or its index past the table) FFmpeg fills the
+    screen before frame 0 and disposal-2 rectangles with transparent black: those pixels take
+    ``background`` too, as in :mod:`gifemo.data.gif_compose` (one more pass a frame, for
+    such files only). Other codecs with alpha are composited in numpy (alpha < 128 →
+    background) after swscale's conversion.
 
 Pixel formats
     ``pixel_format="rgb24"`` (default): (T, H, W, 3) R, G, B. ``pixel_format="bgr0"``

@@ -15,7 +15,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from gifemo.data.gif_blocks import GifDecodeError
+from gifemo.data.gif_blocks import GIF_MAGIC, GifDecodeError
 
 
 class FrameKeeper(Protocol):
@@ -87,20 +87,48 @@ def _bgra_plane(frame: av.VideoFrame) -> np.ndarray:
     return rows[:, : 4 * w].reshape(h, w, 4)
 
 
+def _no_background_entry(data: bytes) -> bool:
+    """Whether a GIF's header names no background colour (no global colour table, or a
+    background index past its end). FFmpeg's gif decoder fills the screen before the first
+    frame and each disposal-2 rectangle with that entry — then transparent black (0, 0, 0, 0),
+    not the ``trans_color`` it paints transparent pixels with — so :func:`_to_rgb` paints
+    such a file's alpha-0 pixels itself. With an entry every alpha-0 pixel is a transparent
+    index's, already painted. Not a GIF's header: True."""
+    if len(data) < 13 or data[:6] not in GIF_MAGIC:
+        return True
+    packed, index = data[10], data[11]
+    return not packed & 0x80 or index >= 2 << (packed & 7)
+
+
+def _paint(bgra: np.ndarray, rgb: np.ndarray) -> None:
+    """Paint the alpha-0 pixels of an (H, W, 4) B, G, R, A array (its last axis contiguous)
+    the colour ``rgb``, in place; their alpha stays 0. One pass over its 32-bit words, alpha
+    being a little-endian word's top byte (indexing the pixels with a boolean mask took 5–20×
+    as long on 480×270 frames)."""
+    words = bgra.view("<u4")  # (H, W, 1)
+    colour = np.array(int(rgb[0]) << 16 | int(rgb[1]) << 8 | int(rgb[2]), "<u4")
+    np.copyto(words, colour, where=words < 1 << 24)
+
+
 def _to_rgb(
     frame: av.VideoFrame,
     out: np.ndarray,
     background: np.ndarray | None,
     sws: VideoReformatter,
     converter: str = "direct",
+    unpainted: np.ndarray | None = None,
 ) -> None:
     """Write one decoded frame into ``out``: (H, W, 3) RGB, or (H, W, 4) bgr0 for a GIF.
 
     ``background`` None — FFmpeg's gif decoder (BGRA, transparent pixels already painted):
     ``direct`` copies from FFmpeg's plane in numpy (bgr0: the rows as they are; RGB: three
-    strided channel copies), ``swscale`` converts with swscale (the reference). Else (other
-    codecs): swscale's RGB, alpha < 128 → background. ``sws`` is reused across frames so that
-    swscale's context is built once per file.
+    strided channel copies), ``swscale`` converts with swscale (the reference). ``unpainted``
+    (a GIF without a background colour entry, :func:`_no_background_entry`): the RGB colour
+    all its alpha-0 pixels take, painted by FFmpeg or not (bgr0: as B, G, R; the fourth byte
+    stays 0) — one more pass over the frame, for such files only (``direct``: over a copy of
+    the plane, which is FFmpeg's canvas; ``swscale``: a boolean mask, the reference). Else
+    (other codecs): swscale's RGB, alpha < 128 → background. ``sws`` is reused across frames
+    so that swscale's context is built once per file.
     """
     bgra = frame.format.name == "bgra"
     if background is None:
@@ -108,13 +136,21 @@ def _to_rgb(
             out[...] = (
                 _bgra_plane(frame) if bgra else sws.reformat(frame, format="bgra").to_ndarray()
             )
+            if unpainted is not None:
+                _paint(out, unpainted)
         elif converter == "direct" and bgra:
             plane = _bgra_plane(frame)
+            if unpainted is not None:
+                plane = plane.copy()
+                _paint(plane, unpainted)
             out[..., 0] = plane[..., 2]
             out[..., 1] = plane[..., 1]
             out[..., 2] = plane[..., 0]
         else:
             out[...] = sws.reformat(frame, format="rgb24").to_ndarray()
+            if unpainted is not None:
+                alpha = sws.reformat(frame, format="bgra").to_ndarray()[..., 3]
+                out[alpha == 0] = unpainted
     elif frame.format.has_palette or any(c.is_alpha for c in frame.format.components):
         rgba = sws.reformat(frame, format="rgba").to_ndarray()
         out[...] = rgba[..., :3]
@@ -156,7 +192,8 @@ def decode_frames(
     frames in FFmpeg's own B, G, R, X layout (other codecs give RGB, converted later).
     ``keep`` (a GIF: with ``n_expected``): (which of the n_expected frames to keep, a bool
     mask; the keeper) — only those frames are converted, each handed to the keeper (a
-    ``bgr0`` GIF frame straight from FFmpeg's plane) and its outputs stacked."""
+    ``bgr0`` GIF frame straight from FFmpeg's plane, unless the GIF has no background colour
+    entry: its alpha-0 pixels are painted ``bg`` in a copy first) and its outputs stacked."""
     if keep is not None and (n_expected is None or len(keep[0]) != n_expected):
         raise ValueError("keep needs a GIF's frame count and one mask entry per frame")
     with _open(p, data) as container:
@@ -170,6 +207,9 @@ def decode_frames(
         if is_gif:  # transparent pixels are painted (ARGB, alpha 0) in the background colour
             r, g, b = (int(c) for c in bg)
             stream.codec_context.options = {"trans_color": str(r << 16 | g << 8 | b)}
+        # other codecs: alpha → bg; a GIF without a background entry: its alpha-0 pixels → bg
+        to_bg = None if is_gif else bg
+        unpainted = bg if is_gif and _no_background_entry(data) else None
         # A GIF's frame count is known: fill one preallocated array (no list + stack copy);
         # with a keeper, one frame's scratch (the keeper's outputs are stacked instead).
         channels = 4 if bgr0 and is_gif else 3
@@ -194,16 +234,16 @@ def decode_frames(
                     )
                 if keep is None:
                     rgb = block[t] if n_expected is not None else np.empty_like(block[0])
-                    _to_rgb(frame, rgb, None if is_gif else bg, sws, converter)
+                    _to_rgb(frame, rgb, to_bg, sws, converter, unpainted)
                     frames.append(rgb)
                     if n_expected is None:  # a GIF's delays come from its block walk
                         delays.append(_frame_delay_ms(frame))
                 elif t < len(keep[0]) and keep[0][t]:
-                    if channels == 4 and frame.format.name == "bgra":
+                    if channels == 4 and frame.format.name == "bgra" and unpainted is None:
                         view = _bgra_plane(frame)  # the keeper reads FFmpeg's plane itself
-                    else:
+                    else:  # converted (painted, for a GIF without a background entry) first
                         view = block[0]
-                        _to_rgb(frame, view, None if is_gif else bg, sws, converter)
+                        _to_rgb(frame, view, to_bg, sws, converter, unpainted)
                         if bgr0 and channels == 3:  # not FFmpeg's gif codec after all
                             view = as_bgr0(view[None])[0]
                     out = keep[1](view)
