@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gifemo.backbones.resize import FrameResize, resize_frames
-from gifemo.data.gif import GifDecodeError, read_gif, scan_gif
-from gifemo.data.gif_compose import compose_gif, lzw_decode, needs_blocks
+from gifemo.data.gif import GifDecodeError, TruncatedGifWarning, read_gif, scan_gif
+from gifemo.data.gif_compose import compose_gif, frame_count, lzw_decode, needs_blocks
 from tests.gifmaker import GifFrame, gif_bytes, lzw_encode, random_indices, random_palette
 from tests.test_gif import BG, H, W, feature_frames
 from tests.test_gif_fast import EveryOther
@@ -140,6 +140,46 @@ def test_animation_with_several_images_per_frame(tmp_path):
     frames[0] = GifFrame(px([BLACK, RED]), gce=False)
     gif = check(tmp_path, "first-without-gce", 2, 1, frames, PAL, n_frames=4)
     assert gif.delays_ms.tolist() == [0, 500, 500, 500]
+
+
+def test_file_ending_inside_a_tile_drops_its_frame(tmp_path):
+    """Cut inside any image, a file keeps exactly the frames whose images are all complete:
+    a frame with a tile still to come is dropped on both paths (composed from the blocks, and
+    FFmpeg's when the images before the cut each have a GCE); frame_count agrees."""
+    frames = [
+        GifFrame(px([BLACK, RED]), delay_cs=50),
+        GifFrame(px([BLACK, WHITE]), delay_cs=40),
+        GifFrame(px([RED]), gce=False),
+        GifFrame(px([WHITE, BLACK]), delay_cs=30),
+        GifFrame(px([GREEN]), gce=False),
+        GifFrame(px([BLUE]), left=1, gce=False),
+        GifFrame(px([WHITE]), left=1, delay_cs=20),
+    ]
+    frame_of = [0, 1, 1, 2, 2, 2, 3]  # the frame each image is drawn into
+    data = gif_bytes(2, 1, frames, palette=PAL)
+    want, delays = naive_frames(2, 1, frames, PAL, 0)
+    # image k's bytes: from its descriptor (after its GCE, 8 bytes) to the end of its data
+    ends = [len(gif_bytes(2, 1, frames[:k], palette=PAL)) - 1 for k in range(len(frames) + 1)]
+    paths = set()
+    for k in range(1, len(frames)):  # (a cut inside image 0: tested in test_gif.py)
+        n = frame_of[k]  # complete frames: those before the one image k is drawn into
+        for cut in range(ends[k] + 8 * frames[k].gce + 1, ends[k + 1]):
+            path = tmp_path / f"cut{cut}.gif"
+            path.write_bytes(data[:cut])
+            layout = scan_gif(data[:cut])
+            paths.add((needs_blocks(layout) is None, frames[k].gce))
+            assert frame_count(layout) == n, cut
+            with pytest.warns(TruncatedGifWarning, match=f"kept the {n} complete frames"):
+                gif = read_gif(path, background=BG)
+            assert gif.truncated and gif.n_frames == gif.frames_in_file == n, cut
+            assert np.array_equal(gif.frames, np.stack(want[:n])), f"cut at {cut}: frames differ"
+            assert gif.delays_ms.tolist() == delays[:n]
+    assert paths == {(True, True), (True, False), (False, True), (False, False)}
+    # the first frame's second tile cut short: no complete frame
+    data = gif_bytes(2, 1, frames[:1] + frames[2:3], palette=PAL)
+    (tmp_path / "first-frame.gif").write_bytes(data[: ends[1] + 5])  # inside its descriptor
+    with pytest.raises(GifDecodeError, match="before its first frame is complete"):
+        read_gif(tmp_path / "first-frame.gif")
 
 
 def test_gif87a_animation_has_a_frame_per_image(tmp_path):

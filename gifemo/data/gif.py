@@ -90,8 +90,11 @@ Keeping only some frames
 Truncation
     A GIF whose data ends early (no trailer, or an image cut short) returns the frames whose
     image data is complete, ``truncated=True``, and a :class:`TruncatedGifWarning`. FFmpeg
-    would also return the half-decoded last frame; we drop it. The same holds when FFmpeg
-    reports corrupt data after some frames of any container.
+    would also return the half-decoded last frame; we drop it. A frame of several images
+    (tiles without their own GCE) whose file ends inside one of its tiles is dropped too, on
+    either path (:mod:`gifemo.data.gif_compose`, "Truncation"); a file that ends between
+    blocks keeps every frame whose images are all there. The same holds when FFmpeg reports
+    corrupt data after some frames of any container.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class Gif:
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB full-canvas composites ((T, H, W, 4) bgr0)
     delays_ms: np.ndarray  # (T,) int64
     truncated: bool  # True when the file ended early (frames that decoded are kept)
-    frames_in_file: int = -1  # images the block walk found (-1: not a GIF, unknown)
+    frames_in_file: int = -1  # complete frames the block walk found (-1: not a GIF, unknown)
     # read with keep=: the frames' indices, ascending; ``frames`` is then (U, ...), the keeper's
     # output for each of them
     kept: np.ndarray | None = None
@@ -212,10 +215,10 @@ def _guard_gif(
     """
     layout = scan_gif(data, p)
     check_size(p, layout.width, layout.height, max_pixels, "logical screen")
-    if not layout.images and not layout.complete:
+    n = frame_count(layout)  # the common GIF: one frame per complete image
+    if n == 0 or (not layout.images and not layout.complete):
         raise GifDecodeError(p, "file ends before its first frame is complete")
     route = needs_blocks(layout)
-    n = frame_count(layout) if route else len(layout.images)
     if max_frames is not None and n > max_frames:
         raise GifDecodeError(p, f"{n} frames, over the budget max_frames={max_frames}")
     kept = n if read_frames is None else min(n, read_frames)

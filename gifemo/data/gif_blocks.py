@@ -12,7 +12,8 @@ by the global colour table), then blocks, each introduced by one byte:
 
 :func:`scan_gif` walks them and returns a :class:`GifLayout`: the logical screen, one
 :class:`ImageBlock` per image whose data is complete in the file, and whether the trailer was
-reached. The errors of bad files (:class:`GifDecodeError`) live here, the lowest GIF module.
+reached (and, when the data ends inside an image, whether a GCE came before that image: it
+tells whether the image would have started a frame of its own). The errors of bad files (:class:`GifDecodeError`) live here, the lowest GIF module.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class GifLayout:
     images: tuple[ImageBlock, ...]  # one per image whose data is complete in the file
     complete: bool  # the trailer (0x3B) was reached after well-formed blocks
     plain_text: bool = False  # a Plain Text Extension (0x21 0x01) was seen
+    # the data ends inside an image (descriptor, colour table or data, so it is not in
+    # ``images``): whether a GCE came before it; None when the data does not end inside one
+    cut_image_gce: bool | None = None
 
     @property
     def delays_cs(self) -> tuple[int, ...]:
@@ -108,6 +112,7 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
     gce: tuple[int, int | None, int] | None = None  # (disposal, transparent, delay_cs)
     n = len(data)
     complete = False
+    cut_image_gce: bool | None = None
     while pos < n:
         block = data[pos]
         pos += 1
@@ -125,6 +130,7 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
                 gce = ((flags >> 2) & 7, index if flags & 1 else None, delay)
             pos = _skip_sub_blocks(data, pos)
         elif block == 0x2C:  # image descriptor (9 bytes), local colour table, LZW code size
+            cut_image_gce = gce is not None  # until the image's data is found complete
             if pos + 9 > n:
                 break
             left, top, w, h, local = struct.unpack_from("<HHHHB", data, pos)
@@ -135,6 +141,7 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
             pos = _skip_sub_blocks(data, pos + 1)
             if pos < 0:
                 break
+            cut_image_gce = None
             disposal, transparent, delay = gce if gce is not None else (0, None, 0)
             images.append(
                 ImageBlock(
@@ -165,4 +172,5 @@ def scan_gif(data: bytes, path: str | Path = "<bytes>") -> GifLayout:
         images=tuple(images),
         complete=complete,
         plain_text=plain_text,
+        cut_image_gce=cut_image_gce,
     )

@@ -27,6 +27,11 @@ it, and an image without a GCE is rendered without waiting. So what a viewer see
   colour table in effect, is a corrupt image (:class:`GifDecodeError`), as is a Plain Text
   Extension (text rendering, which no decoder here implements, would change the pixels).
   Image data that ends early leaves the rest of that image undrawn.
+- **Truncation.** Only images whose data is complete are drawn (the block walk's
+  ``images``). When the file ends inside an image that would have been drawn into the last
+  frame (an image without a GCE: a tile of it), that frame is incomplete and is dropped, as
+  :mod:`gifemo.data.gif` drops a half-decoded frame; :func:`frame_count` agrees. A frame whose
+  images are all complete is kept when the file ends after it (a missing trailer loses nothing).
 
 :func:`needs_blocks` decides from the block walk alone (no decoding) whether a file needs this
 path: the common animated GIF (one GCE per image, images inside the screen, code sizes that fit
@@ -244,10 +249,21 @@ def _starts_frame(k: int, has_gce: bool, version: bytes) -> bool:
     return k == 0 or has_gce or version == b"GIF87a"
 
 
+def _last_frame_cut(layout: GifLayout) -> bool:
+    """The data ends inside an image that belongs to the last frame (a tile without a GCE)."""
+    cut = layout.cut_image_gce
+    if cut is None or not layout.images:
+        return False
+    return not _starts_frame(len(layout.images), cut, layout.version)
+
+
 def frame_count(layout: GifLayout) -> int:
-    """Frames :func:`compose_gif` gives for this file (from the walk, no decoding)."""
+    """Frames :func:`compose_gif` gives for this file (from the walk, no decoding): for the
+    common animated GIF, one per complete image. 0 when the file ends inside its first frame."""
     starts = [_starts_frame(k, im.has_gce, layout.version) for k, im in enumerate(layout.images)]
-    return max(1, sum(starts))
+    if not starts:
+        return 1  # a GIF without images: one frame of background
+    return sum(starts) - _last_frame_cut(layout)
 
 
 def compose_gif(
@@ -285,6 +301,11 @@ def compose_gif(
         out[~alpha] = background
         return out[None], [0]
     starts = [_starts_frame(k, im.gce is not None, layout.version) for k, im in enumerate(images)]
+    if _last_frame_cut(layout):  # the file ends inside a tile of the last frame: drop the frame
+        last = max(k for k, s in enumerate(starts) if s)
+        images, starts = images[:last], starts[:last]
+        if not images:
+            raise GifDecodeError(path, "file ends before its first frame is complete")
     ends = {k - 1 for k in range(1, len(images)) if starts[k]} | {len(images) - 1}
     frame_delay = 0
     frames: list[np.ndarray] = []
