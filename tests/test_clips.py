@@ -20,8 +20,9 @@ from gifemo.data.clips import (
     padded_length,
     resample_times,
 )
-from gifemo.data.gif import read_gif
+from gifemo.data.gif import playback_delays_ms, read_gif
 from tests.gifmaker import moving_frames, pillow_gif
+from tests.test_gif import _encode_mp4
 
 CLIP_LEN = DEFAULT_CLIP_LEN
 
@@ -45,8 +46,8 @@ def naive_clips(n: int, clip_len: int = 16, stride: int = 8) -> list[list[int]]:
 
 def naive_playback(delays_ms: list[int], fps: float) -> list[int]:
     """The frame on screen at each sample time k/fps, stepping through the animation frame by
-    frame; delays under 20 ms are shown for 100 ms, as browsers do."""
-    shown = [100 if d < 20 else d for d in delays_ms]
+    frame; delays of 10 ms or less are shown for 100 ms, as browsers do."""
+    shown = [100 if d <= 10 else d for d in delays_ms]
     total = sum(shown)
     out, i, frame_end, k = [], 0, shown[0], 0
     while k * 1000.0 / fps < total:
@@ -138,6 +139,7 @@ DELAY_TABLE = [
     [20, 30, 200, 50, 1000, 60],  # mixed, one long pause
     [0, 0, 0, 0],  # no delay: played as 100 ms each
     [10, 100, 10],  # 10 ms is played as 100 ms too
+    [17, 16, 17, 17, 16, 17, 11],  # a video named .gif (60 fps): played as it is
     [2000],  # one long frame
     [70, 70, 70, 30, 30, 30, 500, 10, 0, 90, 110, 130, 150],
 ]
@@ -197,6 +199,20 @@ def test_training_samplers_of_the_evaluation_rules():
     assert (fps.fps, fps.clip_len, fps.stride, fps.num_clips) == (5.0, 8, 4, 2)
     # FpsClips itself is unchanged (its description is part of stores' fingerprints)
     assert "num_clips" not in FpsClips(fps=5.0).describe()
+
+
+def test_playback_delays_of_gifs_are_the_browsers_and_videos_keep_theirs(tmp_path):
+    """Every GIF delay (whole centiseconds) plays as browsers play it: 0 and 1 cs as 100 ms,
+    the rest as written. A 60 fps MP4 named .gif keeps its 17 ms frames: its second of video
+    is resampled to one second, not six."""
+    cs = np.arange(2**16)
+    assert playback_delays_ms(10 * cs).tolist() == np.where(cs < 2, 100, 10 * cs).tolist()
+    _encode_mp4(tmp_path / "video.gif", moving_frames(60, 16, 16), fps=60)
+    video = read_gif(tmp_path / "video.gif")
+    assert video.frames_in_file == -1 and video.delays_ms.tolist() == [17] * 60  # not a GIF
+    assert playback_delays_ms(video.delays_ms).tolist() == [17] * 60
+    assert len(resample_times(video.delays_ms, 10.0)) == 11  # ⌈60 · 17 ms · 10 fps⌉
+    assert FpsClips(fps=10.0, clip_len=4, stride=2).count(60, video.delays_ms) == 5
 
 
 def test_fps_clips_by_hand():

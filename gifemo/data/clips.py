@@ -26,10 +26,11 @@ RandomClip, FpsClips → RandomFpsClip): fine-tuning trains on it and evaluates 
 Resampling (:func:`resample_times`). Frame i is shown for d_i ms from t_i = Σ_{j<i} d_j; the
 animation lasts D = Σ d_i. The resampled sequence has M = max(1, ⌈D·fps/1000⌉) frames; frame k is
 the frame on screen at time k·1000/fps ms, i.e. the i with t_i ≤ k·1000/fps < t_i + d_i. Delays
-are taken as browsers play them (:func:`gifemo.data.gif.playback_delays_ms`): a delay below
-20 ms — 0 (no delay) or 10 ms — is played as 100 ms by Chrome, Firefox and Safari, and is
-counted as 100 ms here. Loop padding in the resampled sequence is replaying the animation,
-which is what a looping GIF does.
+are taken as browsers play them (:func:`gifemo.data.gif.playback_delays_ms`): a delay of
+10 ms or less — in a GIF 0 (no delay) or 10 ms — is played as 100 ms by Chrome, Firefox and
+Safari, and is counted as 100 ms here (a video named ``.gif`` keeps its durations: 17 ms at
+60 fps). Loop padding in the resampled sequence is replaying the animation, which is what a
+looping GIF does.
 
 All samplers are stateless; randomness comes only from the ``torch.Generator`` passed in.
 ``describe()`` is what a feature store records about the sampler (and what its fingerprint
@@ -47,7 +48,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from gifemo.data.gif import BROWSER_MIN_DELAY_MS, playback_delays_ms
+from gifemo.data.gif import BROWSER_SHORT_DELAY_MS, playback_delays_ms
 
 DEFAULT_CLIP_LEN = 16  # C3D's clip length (paper §3.3); the default of every sampler
 DEFAULT_STRIDE = 8  # the paper's evaluation stride and padding multiple
@@ -232,8 +233,8 @@ def _n_samples(ends: np.ndarray, fps: float) -> int:
 def resample_times(delays_ms: np.ndarray, fps: float) -> np.ndarray:
     """(M,) int64: the original frame on screen at each time k·1000/fps ms, k = 0 … M − 1.
 
-    ``delays_ms`` (T,) are the file's delays; those below 20 ms are played as 100 ms (module
-    notes). M = max(1, ⌈D·fps/1000⌉) with D = Σ of the played delays.
+    ``delays_ms`` (T,) are the file's delays; those of 10 ms or less are played as 100 ms
+    (module notes). M = max(1, ⌈D·fps/1000⌉) with D = Σ of the played delays.
     """
     if not fps > 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be a positive number, got {fps}")
@@ -297,7 +298,7 @@ class FpsClips:
             "clip_len": self.clip_len,
             "stride": self.stride,
             "padding": _padding_rule(self.clip_len, self.stride) + " of the resampled sequence",
-            "delays": f"file delays below {BROWSER_MIN_DELAY_MS} ms played as 100 ms",
+            "delays": f"file delays of at most {BROWSER_SHORT_DELAY_MS} ms played as 100 ms",
         }
 
     def __repr__(self) -> str:

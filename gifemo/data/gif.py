@@ -48,6 +48,8 @@ What the delays are
     gets 0 ms (the spec's "no delay"). FFmpeg instead reports 0 as 100 ms and repeats the
     previous delay when one is missing; browsers play 0 and 10 ms as 100 ms —
     :func:`playback_delays_ms` applies that convention when wall-clock timing is wanted.
+    Other containers (an MP4 named ``.gif``) give FFmpeg's frame durations, rounded to whole
+    ms: a 60 fps video's 17 ms frames are played as they are.
 
 Safety
     For a GIF the logical screen size (header bytes 6–9, little-endian) is checked against
@@ -127,7 +129,7 @@ from gifemo.data.gif_decode import (
 )
 
 __all__ = [
-    "BROWSER_MIN_DELAY_MS",
+    "BROWSER_SHORT_DELAY_MS",
     "DEFAULT_BACKGROUND",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
@@ -146,7 +148,9 @@ __all__ = [
 DEFAULT_MAX_PIXELS: int = 2048 * 2048  # logical screen W*H; a 2048² RGB frame is 12.6 MB
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 DEFAULT_MAX_BYTES: int = 4 * 2**30  # decoded frames T*H*W*3; a 500x500 GIF reaches it at ~5700
-BROWSER_MIN_DELAY_MS = 20  # delays below this are played as 100 ms by browsers and FFmpeg
+# delays of at most this are played as 100 ms by browsers (Chromium, Firefox, WebKit: ≤ 10 ms)
+# and FFmpeg (a GIF delay under 2 cs)
+BROWSER_SHORT_DELAY_MS = 10
 # FrameKeeper.per_frame_from of the datasets' keepers: below it, keeping each frame as it is
 # decoded cost more than it saved (docs/extraction.md, "KEEP_PER_FRAME_FROM")
 KEEP_PER_FRAME_FROM = 100_000
@@ -179,9 +183,14 @@ class Gif:
 
 
 def playback_delays_ms(delays_ms: np.ndarray) -> np.ndarray:
-    """Delays as browsers play them: below 20 ms (0 or 1 cs) becomes 100 ms."""
+    """Delays as browsers play them: 10 ms or less becomes 100 ms.
+
+    A GIF's delays are whole centiseconds, so that is 0 and 1 cs and every other delay (20 ms
+    and up) is kept; the durations of a video named ``.gif`` (a 60 fps MP4: 17 ms) are kept
+    too, up to ~95 fps (frames of ≤ 10 ms are still played as 100 ms: the delays alone do not
+    say which container they came from)."""
     d = np.asarray(delays_ms, np.int64)
-    return np.where(d < BROWSER_MIN_DELAY_MS, 100, d)
+    return np.where(d <= BROWSER_SHORT_DELAY_MS, 100, d)
 
 
 # ---- guards: sizes and budgets, before anything is decoded ----
