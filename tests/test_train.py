@@ -273,6 +273,26 @@ def test_secret_on_the_command_line_stays_out_of_the_output_dir(
     assert not leaks
 
 
+def test_secret_stays_out_of_override_dirname_and_multirun_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no API-key look: only its key says it is a secret. "+aaa=1" sorts before it, so Hydra's
+    # override_dirname ("+aaa=1,+service.api_key=…,…") does not start with it; in a multirun
+    # Hydra also writes the sweep's multirun.yaml. The job fails at once (no data.root).
+    secret = "hunter2-long-value-xyz"
+    sweep = tmp_path / "sweep"
+    with pytest.raises(SystemExit):
+        run_hydra_main(
+            ["-m", "data=gifgif", f"data.root={tmp_path / 'missing'}", "logger=none", "+aaa=1",
+             f"+service.api_key={secret}", f"hydra.sweep.dir={sweep}"],
+            monkeypatch,
+        )  # fmt: skip
+    assert (sweep / "multirun.yaml").is_file() and (sweep / "0" / ".hydra" / "hydra.yaml").is_file()
+    leaks = [p for p in sweep.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaks
+    assert "+service.api_key=<redacted>" in (sweep / "multirun.yaml").read_text()
+
+
 @pytest.mark.slow  # three W&B runs: ~10-20 s on 2 cores
 def test_multirun_of_three_jobs_makes_three_wandb_runs_and_a_summary(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

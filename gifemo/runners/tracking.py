@@ -289,6 +289,11 @@ class ScrubHydraOutputs(Callback):
     Hydra saves the composed config and the command-line overrides before the job starts; a
     secret typed on the command line (``logger.api_key=...``) would stay there in clear text.
     ``on_job_start`` (called right after Hydra saved them) rewrites them through :func:`scrub`.
+
+    In a multirun the sweep's ``multirun.yaml`` (written by Hydra before the first job) holds
+    the same overrides and is scrubbed too. Besides the ``key=value`` strings themselves, every
+    occurrence of such a value is redacted (Hydra's ``override_dirname`` joins all overrides
+    into one string).
     """
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -296,23 +301,47 @@ class ScrubHydraOutputs(Callback):
         out = OmegaConf.select(config, "hydra.runtime.output_dir")
         if not subdir or not out:
             return
-        for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
-            path = Path(str(out)) / str(subdir) / name
+        paths = [
+            Path(str(out)) / str(subdir) / n
+            for n in ("config.yaml", "overrides.yaml", "hydra.yaml")
+        ]
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if str(OmegaConf.select(config, "hydra.mode")).endswith("MULTIRUN") and sweep_dir:
+            paths.append(Path(str(sweep_dir)) / "multirun.yaml")
+        task = OmegaConf.select(config, "hydra.overrides.task") or []
+        typed = [v for v in override_secrets(task) if len(v) >= _MIN_ENV_SECRET_LEN]
+        known = sorted({*secret_env_values(), *typed}, key=len, reverse=True)
+        for path in paths:
             if not path.is_file():
                 continue
             data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-            clean = scrub(scrub_overrides(data))
+            clean = scrub(scrub_overrides(data), secrets=known)
             if clean != data:
-                path.write_text(OmegaConf.to_yaml(OmegaConf.create(clean)))
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(clean)))
+                os.replace(tmp, path)
+
+
+def override_secrets(overrides: Sequence[str]) -> list[str]:
+    """The values of ``key=value`` overrides whose key names a credential."""
+    out = []
+    for o in overrides:
+        key, sep, value = str(o).partition("=")
+        if sep and value and SECRET_KEY.search(key.split(".")[-1]):
+            out.append(value)
+    return out
 
 
 def scrub_overrides(obj: Any) -> Any:
-    """Redact ``key=value`` override strings whose key names a credential."""
+    """Redact ``key=value`` override strings whose key names a credential, also inside a
+    comma-joined list of overrides (Hydra's ``override_dirname``)."""
     if isinstance(obj, list):
         return [scrub_overrides(x) for x in obj]
     if isinstance(obj, dict):
         return {k: scrub_overrides(v) for k, v in obj.items()}
     if isinstance(obj, str):
+        if "," in obj:
+            return ",".join(scrub_overrides(part) for part in obj.split(","))
         key, sep, value = obj.partition("=")
         if sep and value and SECRET_KEY.search(key.split(".")[-1]):
             return f"{key}={REDACTED}"
