@@ -172,6 +172,20 @@ BAD = [
     ("scores not dict", [_gg(0, scores=[1, 2])], 1, "scores", "object"),
     ("unknown emotion label", [_gp(0, emotions=["joy"])], 1, "emotions[0]", "unknown emotion"),
     ("emotions not list", [_gp(0, emotions="sadness")], 1, "emotions", "list"),
+    (
+        "emotion a list",
+        [_gp(0), _gp(1, emotions=["fear", ["sadness"]])],
+        2,
+        "emotions[1]",
+        "unknown emotion",
+    ),
+    (
+        "emotion an object",
+        [_gp(0, emotions=[{"name": "fear"}])],
+        1,
+        "emotions[0]",
+        "unknown emotion",
+    ),
     ("cartoon not bool", [_gp(0, cartoon="yes")], 1, "cartoon", "true/false"),
     ("both styles", [_gg(0, emotions=["fear"])], 1, "scores", "not both"),
     ("mixed styles", [_gg(0), _gg(1), _gp(2)], 3, "emotions", "refuses a mix"),
@@ -191,6 +205,17 @@ def test_errors_name_file_line_field(tmp_path, rows, line, field, match):
         e.file == str((root / "metadata.jsonl").resolve()) and e.line == line and e.field == field
     )
     assert str(e).startswith(f"{e.file}:{line}:")
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    # a file saved as Latin-1 by another tool: "ü" is the single byte 0xfc
+    root = _write(tmp_path / "d", [_gp(0), _gp(1)])
+    text = (root / "metadata.jsonl").read_bytes()
+    row = json.dumps(_gp(2, tags=["müde"]), ensure_ascii=False).encode("latin-1")
+    (root / "metadata.jsonl").write_bytes(text + row + b"\n")
+    with pytest.raises(MetadataError, match="not UTF-8") as ei:
+        read_dataset(root)
+    assert ei.value.line == 3 and ei.value.file == str((root / "metadata.jsonl").resolve())
 
 
 def test_missing_gif_file(tmp_path):

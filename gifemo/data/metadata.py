@@ -25,6 +25,7 @@ drops their labels. Every problem raises :class:`MetadataError` naming file, lin
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -171,7 +172,7 @@ def _parse_emotions(obj: Any, err: Any) -> frozenset[str]:
     out = set()
     for j, e in enumerate(obj):
         name = e.strip().lower() if isinstance(e, str) else e
-        if name not in EMOTION_INDEX:
+        if not isinstance(name, str) or name not in EMOTION_INDEX:
             raise err(
                 f"emotions[{j}]", f"unknown emotion {e!r}; expected one of {', '.join(EMOTIONS)}"
             )
@@ -246,7 +247,17 @@ def read_dataset(
         raise MetadataError(meta, None, None, "metadata file not found")
     base = meta.parent
     rows: list[tuple[int, Any]] = []
-    with open(meta, encoding="utf-8") as f:
+    raw = meta.read_bytes()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MetadataError(
+            meta,
+            raw.count(b"\n", 0, e.start) + 1,
+            None,
+            f"not UTF-8 text: byte 0x{raw[e.start]:02x} ({e.reason}); save the file as UTF-8",
+        ) from None
+    with io.StringIO(content, newline=None) as f:  # universal newlines, as a text file
         for lineno, text in enumerate(f, start=1):
             if not text.strip():
                 continue
