@@ -249,6 +249,19 @@ def test_missing_and_empty_metadata(tmp_path):
         read_dataset(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("names", "suffixes"), [(("a.GIF", "a.gif"), (".gif",)), (("x.gif", "x.mp4"), (".gif", ".mp4"))]
+)
+def test_read_folder_refuses_two_files_with_one_id(tmp_path, names, suffixes):
+    # the id is the path without its suffix: these two would be one row of the feature store
+    # (extraction ran to the end, then failed on "duplicate ids in ids.jsonl")
+    for n in names:
+        (tmp_path / n).write_bytes(b"GIF89a")
+    with pytest.raises(MetadataError, match="same id") as ei:
+        read_folder(tmp_path, suffixes=suffixes)
+    assert all(str(tmp_path / n) in str(ei.value) for n in names)
+
+
 def test_read_folder(tmp_path):
     for rel in ["b.gif", "a.GIF", "sub/c.gif", "notes.txt"]:
         p = tmp_path / "f" / rel

@@ -360,7 +360,8 @@ def read_folder(
 ) -> GifDataset:
     """Every file under ``root`` (recursively, following folder symlinks once) whose suffix is
     in ``suffixes`` → unlabelled records, sorted by path; the id is the relative path without
-    its suffix (``a/b`` for ``root/a/b.gif``). Entries that are not readable regular files
+    its suffix (``a/b`` for ``root/a/b.gif``; two files with one id, ``a.gif`` and ``a.GIF``,
+    are a :class:`MetadataError` naming both). Entries that are not readable regular files
     (symlink loops, dangling links, folder links already listed, unreadable folders) are in
     ``GifDataset.unlisted`` with the reason."""
     root = Path(root).expanduser().resolve()
@@ -380,6 +381,15 @@ def read_folder(
         )
         for p in paths
     ]
+    first: dict[str, Path] = {}
+    for r in records:  # a.gif and a.GIF (or x.gif and x.mp4) would be one row of a store
+        if r.id in first:
+            raise MetadataError(
+                r.path, None, None,
+                f"same id {r.id!r} as {first[r.id]} (a folder's ids are the paths without their "
+                "suffix): rename one of them",
+            )  # fmt: skip
+        first[r.id] = r.path
     return GifDataset(
         root=root, kind="folder", records=records, name=name or root.name, unlisted=unlisted
     )
