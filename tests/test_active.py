@@ -140,6 +140,24 @@ def test_class_mean_targets_by_hand():
     assert y_pos.tolist() == [30.0, 26.0] and y_neg.tolist() == [20.0, 5.0]
 
 
+def test_class_mean_targets_ignore_unobserved_nan_entries(world, fitted):
+    """Y may hold NaN outside the mask (fit_mtl's convention: mask defaults to isfinite(Y));
+    the targets are means over the masked entries only, and a refit on them runs."""
+    Y = np.array([[30.0, 10.0], [np.nan, 26.0], [28.0, np.nan]])
+    M = np.isfinite(Y)
+    y_pos, y_neg = class_mean_targets(Y, M)
+    assert y_pos.tolist() == [29.0, 26.0] and y_neg.tolist() == [25.0 - 1.0, 10.0]
+    Y_nan = world.Y_train.copy()
+    M_nan = world.mask_train.copy()
+    Y_nan[:5, 3], M_nan[:5, 3] = np.nan, False
+    rr = ActiveReranker(copy.deepcopy(fitted), world.X_train, Y_nan, M_nan,
+                        world.pool_ids, world.X_pool)  # fmt: skip
+    assert np.isfinite(rr.targets[0]).all() and np.isfinite(rr.targets[1]).all()
+    g = world.pool_ids[world.candidates[3][0]]
+    rr.rerank({"contentment": {g: True}}, {"contentment": [world.pool_ids[0]]})
+    assert rr.version == 1
+
+
 def test_warm_refit_reaches_the_cold_solution(world, fitted):
     labels = {
         e: {world.pool_ids[j]: bool(world.truth[j, i]) for j in world.candidates[i][:5]}

@@ -52,14 +52,15 @@ def class_mean_targets(Y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.
     """(ȳ⁺ (t,), ȳ⁻ (t,)): mean y of each task's training positives (y > 25) / non-positives.
 
     A task without positives (or without negatives) falls back to 25 + 1 (or 25 − 1) so that the
-    two targets still order a yes above a no.
+    two targets still order a yes above a no. Entries outside ``mask`` are never read (they may
+    be NaN, as :func:`gifemo.models.mtl.fit_mtl` allows).
     """
     Y, mask = np.asarray(Y, dtype=np.float64), np.asarray(mask, dtype=bool)
     pos = mask & (Y > MU0)
     neg = mask & ~(Y > MU0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        y_pos = np.where(pos.any(0), (Y * pos).sum(0) / pos.sum(0), MU0 + 1.0)
-        y_neg = np.where(neg.any(0), (Y * neg).sum(0) / neg.sum(0), MU0 - 1.0)
+        y_pos = np.where(pos.any(0), np.where(pos, Y, 0.0).sum(0) / pos.sum(0), MU0 + 1.0)
+        y_neg = np.where(neg.any(0), np.where(neg, Y, 0.0).sum(0) / neg.sum(0), MU0 - 1.0)
     return y_pos, y_neg
 
 
