@@ -83,6 +83,22 @@ def test_resumable_loader_end_of_epoch_state_moves_to_next_epoch():
     assert [b.tolist() for b in loader2] == [b.tolist() for b in loader]
 
 
+def test_resumed_skip_applies_only_to_the_saved_epoch():
+    """A state saved before the epoch's last batch (trainer.limit_train_batches stops it there,
+    and the trainer then goes on with the next epoch) must not cut the next epoch short."""
+    data = list(range(10))
+    loader = ResumableDataLoader(data, sampler=EpochSampler(10, shuffle=True, seed=1), batch_size=3)
+    loader.sampler.set_epoch(1)  # type: ignore[attr-defined]
+    epoch1 = [b.tolist() for b in loader]
+    loader2 = ResumableDataLoader(
+        data, sampler=EpochSampler(10, shuffle=True, seed=1), batch_size=3
+    )
+    loader2.load_state_dict({"epoch": 0, "consumed": 2})  # epoch 0 limited to 2 of 4 batches
+    loader2.sampler.set_epoch(1)  # type: ignore[attr-defined]  # the trainer's next epoch
+    assert [b.tolist() for b in loader2] == epoch1
+    assert loader2.state_dict() == {"epoch": 1, "consumed": 4}
+
+
 def test_gather_predictions_deduplicates_padded_rows():
     index = torch.tensor([3, 1, 3, 0])
     scores = torch.arange(8.0).reshape(4, 2)

@@ -297,7 +297,18 @@ def test_module_drops_unused_fc7_and_checks_shapes():
 
 
 # -- exact resume ----------------------------------------------------------------------------
-def _fit(tmp_path, records, labels, max_steps, *, ckpt_path=None, ckpt_dir="ckpt", freeze=100):
+def _fit(
+    tmp_path,
+    records,
+    labels,
+    max_steps,
+    *,
+    ckpt_path=None,
+    ckpt_dir="ckpt",
+    freeze=100,
+    n_train=4,
+    **trainer_kw,
+):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -309,7 +320,8 @@ def _fit(tmp_path, records, labels, max_steps, *, ckpt_path=None, ckpt_dir="ckpt
     m = _module(lr=0.005, head_lr=0.2, feature_dropout=0.3, seed=3, freeze_epochs=freeze)
     dm = FinetuneDataModule(
         preprocessing=m.backbone.preprocessing,
-        train=(records[:4], labels[:4]), val=(records[4:], labels[4:]), batch_size=2,
+        train=(records[:n_train], labels[:n_train]), val=(records[n_train:], labels[n_train:]),
+        batch_size=2,
         eval_batch_size=4, num_workers=0, cache_dir=str(tmp_path / "cache"), seed=7,
     )  # fmt: skip
     every = ModelCheckpoint(
@@ -318,6 +330,7 @@ def _fit(tmp_path, records, labels, max_steps, *, ckpt_path=None, ckpt_dir="ckpt
     trainer = L.Trainer(
         accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[every], deterministic=True,
+        **trainer_kw,
     )  # fmt: skip
     trainer.fit(m, datamodule=dm, ckpt_path=ckpt_path)
     return m
@@ -345,6 +358,22 @@ def test_resume_mid_epoch_gives_the_same_weights(tmp_path):
     """Head training on a frozen tiny C3D (fast): sampler order, clip/crop/flip draws, dropout
     masks, optimiser state and the mid-epoch loader restart all have to match."""
     _check_resume(tmp_path, freeze=100)
+
+
+def test_resume_after_a_limited_epoch_trains_the_next_epoch_whole(tmp_path):
+    """trainer.limit_train_batches=2 of 3 batches: the checkpoint after epoch 0's last step
+    records 2 batches consumed; the resumed run's epoch 1 must still start at its first batch."""
+    records = [
+        _Rec(i, write_gif(tmp_path / f"r{i}.gif", n_frames=2 + 3 * i, size=(20, 16), seed=i))
+        for i in range(7)
+    ]
+    labels = (np.random.default_rng(0).random((7, 17)) < 0.4).astype(np.float32)
+    kw = {"n_train": 6, "limit_train_batches": 2, "limit_val_batches": 0}
+    full = _fit(tmp_path, records, labels, 4, ckpt_dir="full", **kw)
+    ckpt = tmp_path / "full" / "step=2.ckpt"
+    resumed = _fit(tmp_path, records, labels, 4, ckpt_path=ckpt, ckpt_dir="res", **kw)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ RNG — so a resumed run sees the same order as an uninterrupted one. Across ``w
 
 :class:`ResumableDataLoader` implements Lightning's ``state_dict``/``load_state_dict`` loader
 protocol: it records (epoch, batches consumed in the epoch), and after ``load_state_dict`` its
-next iterator starts at that epoch's next batch by skipping sampler positions (no decoding).
+next iterator starts at that epoch's next batch by skipping sampler positions (no decoding). The
+skip belongs to the saved epoch only: when the trainer goes on with the next epoch instead (the
+saved one had ended early, e.g. at ``trainer.limit_train_batches``), that epoch starts whole.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class EpochSampler(Sampler[Any]):
         self.rank, self.world_size, self.pad = int(rank), int(world_size), bool(pad)
         self.with_epoch = bool(with_epoch)
         self.epoch = 0
-        self.start = 0  # positions of this rank's list to skip once (set by a resumed loader)
+        # positions of this rank's list to skip once, in epoch start_epoch only (set by a
+        # resumed loader; another epoch — the trainer moved on — starts at its beginning)
+        self.start, self.start_epoch = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -70,12 +74,17 @@ class EpochSampler(Sampler[Any]):
             order = np.concatenate([order, np.resize(order, extra)])
         return order, np.arange(len(order)) >= self.n
 
+    def skip(self) -> int:
+        """Positions the next iterator skips: ``start`` if the epoch is the resumed one, else 0."""
+        return self.start if self.epoch == self.start_epoch else 0
+
     def indices(self) -> np.ndarray:
         """This rank's full list for the current epoch."""
         return self._order()[0][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Any]:
-        order, pad = (x[self.rank :: self.world_size][self.start :].tolist() for x in self._order())
+        skip = self.skip()
+        order, pad = (x[self.rank :: self.world_size][skip:].tolist() for x in self._order())
         self.start = 0
         if self.with_epoch:  # (epoch, index, pad) keys: the dataset seeds its draws from them
             return iter([(self.epoch, i, p) for i, p in zip(order, pad, strict=True)])
@@ -102,7 +111,7 @@ class ResumableDataLoader(DataLoader):
         sampler = self.sampler
         assert isinstance(sampler, EpochSampler)
         assert self.batch_size is not None
-        self._consumed = sampler.start // self.batch_size
+        self._consumed = sampler.skip() // self.batch_size
         for batch in super().__iter__():
             self._consumed += 1
             yield tensors_after_transfer(batch)  # a TransferCollate's batch: tensors again
@@ -120,5 +129,5 @@ class ResumableDataLoader(DataLoader):
         if consumed >= len(self):  # saved at the end of an epoch: the next one starts afresh
             epoch, consumed = epoch + 1, 0
         sampler.set_epoch(epoch)
-        sampler.start = consumed * self.batch_size
+        sampler.start, sampler.start_epoch = consumed * self.batch_size, epoch
         self._consumed = consumed
