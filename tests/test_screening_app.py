@@ -80,3 +80,25 @@ def test_pool_on_folders_with_truth_and_found_for(tmp_path):
         }
     with pytest.raises(ValueError, match="truth"):
         screening_data_from_folders(tmp_path / "train", tmp_path / "pool", features="tag")
+
+
+@pytest.mark.parametrize("found", ["happiness", ["Happiness"], [3], [["anger"]]])
+def test_pool_found_for_that_is_not_a_list_of_emotions_is_named(tmp_path, found):
+    """A bad found_for (a bare word, a misspelt emotion) used to give every emotion 0 candidates
+    silently (and NaN results); it is refused naming the file and line, as collect's reader does."""
+    from gifemo.active.realdata import screening_data_from_folders
+
+    scores = {e: [20.0, 1.0] for e in EMOTIONS}
+    train = [{"id": f"t{n}", "file": f"gifs/t{n}.gif", "tags": ["a"], "scores": scores}
+             for n in range(4)]  # fmt: skip
+    pool = [{"id": "c0", "file": "gifs/c0.gif", "tags": ["a"], "found_for": ["anger"]},
+            {"id": "c1", "file": "gifs/c1.gif", "tags": ["a"], "found_for": found}]  # fmt: skip
+    _folder(tmp_path / "train", train)
+    _folder(tmp_path / "pool", pool)
+    (tmp_path / "truth.jsonl").write_text(
+        "".join(json.dumps({"id": r["id"], "emotions": []}) + "\n" for r in pool)
+    )
+    with pytest.raises(ValueError, match=r"metadata\.jsonl:2: .*found_for"):
+        screening_data_from_folders(
+            tmp_path / "train", tmp_path / "pool", truth=tmp_path / "truth.jsonl", features="tag"
+        )

@@ -62,13 +62,23 @@ def _truth(pool: GifDataset, truth_file: Path | None) -> np.ndarray:
 
 
 def _found_for(pool: GifDataset, metadata: str = "metadata.jsonl") -> dict[str, list[str]] | None:
+    """``{id: found_for}`` of the rows that have one (None: no row has); a ``found_for`` that is
+    not a list of emotion names is refused, naming the file and line."""
     path = pool.root / metadata
     found: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             row = json.loads(line)
             if "found_for" in row:
-                found[str(row["id"])] = list(row["found_for"])
+                emotions = row["found_for"]
+                if not isinstance(emotions, list) or not all(
+                    isinstance(e, str) and e in EMOTION_INDEX for e in emotions
+                ):
+                    raise ValueError(
+                        f"{path}:{n}: field 'found_for': expected a list of emotion names "
+                        f"({', '.join(EMOTIONS)}), got {emotions!r}"
+                    )
+                found[str(row["id"])] = list(emotions)
     return found or None
 
 
