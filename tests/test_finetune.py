@@ -376,6 +376,28 @@ def test_resume_after_a_limited_epoch_trains_the_next_epoch_whole(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_resume_mid_epoch_keeps_the_history_and_the_epoch_loss(tmp_path):
+    """finetune_history.json and train/loss_{first,last}_epoch of a resumed run: the earlier
+    epochs' rows, and the resumed epoch's loss over all its batches (not only those after the
+    restart), as an uninterrupted run has them."""
+    records = [
+        _Rec(i, write_gif(tmp_path / f"r{i}.gif", n_frames=2 + 3 * i, size=(20, 16), seed=i))
+        for i in range(7)
+    ]
+    labels = (np.random.default_rng(0).random((7, 17)) < 0.4).astype(np.float32)
+    kw = {"n_train": 6, "limit_val_batches": 0}  # 3 steps per epoch; step 4 is mid epoch 1
+    full = _fit(tmp_path, records, labels, 6, ckpt_dir="full", **kw)
+    resumed = _fit(
+        tmp_path, records, labels, 6, ckpt_path=tmp_path / "full" / "step=4.ckpt", ckpt_dir="res",
+        **kw,
+    )  # fmt: skip
+
+    assert [h["epoch"] for h in full.history] == [0.0, 1.0]
+    assert [h["epoch"] for h in resumed.history] == [0.0, 1.0]
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-6)
+
+
 @pytest.mark.slow
 def test_resume_with_trainable_backbone_gives_the_same_weights(tmp_path):
     """The same with the backbone fine-tuned from epoch 1 (backward through C3D is slow on CPU)."""

@@ -45,7 +45,10 @@ through the backbone, its parameters get no gradient and the optimiser skips the
 ``requires_grad=True`` throughout, so DDP registers them all (with ``find_unused_parameters``).
 
 Reproducibility and resume: all draws above depend on (seed, epoch, GIF, clip) only, so a run
-resumed from a checkpoint draws the same clips and dropout masks as an uninterrupted one.
+resumed from a checkpoint draws the same clips and dropout masks as an uninterrupted one. The
+checkpoint also carries ``history``, the decode ``failures`` and the running sums of the epoch's
+training loss, so that a resumed ``fit`` reports what an uninterrupted one does (a ``test`` from
+a checkpoint leaves them as they are).
 
 Speed: ``training_step`` reads nothing back from the device and makes no tensor from host data
 (dropout masks are hashed on the device, counts are ``index_add_``-ed, the normalisation
@@ -373,7 +376,8 @@ class FinetuneModule(L.LightningModule):
         reg = self.regulariser()
         loss = world * bce / (n * t) + reg
         sums = torch.stack([total[1] / t + reg.detach() * total[0], total[0]])  # no host sync
-        self._epoch_loss = sums if self._epoch_loss is None else self._epoch_loss + sums
+        # (.to: sums restored from a checkpoint are on the CPU; a no-op afterwards)
+        self._epoch_loss = sums if self._epoch_loss is None else self._epoch_loss.to(sums) + sums
         # not in the progress bar: Lightning turns progress-bar values into Python floats after
         # every step (a device sync); logged values reach the logger every log_every_n_steps
         self.log("train/loss", total[1] / (n * t) + reg.detach(), on_step=True, on_epoch=True,
@@ -462,6 +466,24 @@ class FinetuneModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._epoch_metrics("test", self.val_thresholds.cpu().numpy().astype(np.float64))
+
+    # -- checkpoint -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """What a resumed fit needs to report like an uninterrupted one (module notes)."""
+        loss = None if self._epoch_loss is None else self._epoch_loss.detach().cpu()
+        checkpoint["finetune_progress"] = {
+            "history": [dict(row) for row in self.history],
+            "failures": list(self.failures),
+            "epoch_loss": loss,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("finetune_progress")
+        if state is None or self._trainer is None or self.trainer.state.fn != "fit":
+            return  # a test / predict from a checkpoint keeps this run's own records
+        self.history = [dict(row) for row in state["history"]]
+        self.failures = list(state["failures"])
+        self._epoch_loss = state["epoch_loss"]
 
     # -- optimisation ------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
