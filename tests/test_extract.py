@@ -112,21 +112,21 @@ RUNNER = textwrap.dedent(
     from gifemo.backbones.c3d import C3DTransform
     from tests.extract_runner import folder_records, tiny_c3d
 
-    def main(folder, out):
+    def main(folder, out, batch_clips=3):
         torch.set_num_threads(1)
         extract_features(folder_records(folder), out, model=tiny_c3d(), transform=C3DTransform(),
-                         batch_clips=3, num_workers=1, precision="32", device="cpu",
-                         progress=False, chunk_gifs=2)
+                         batch_clips=int(batch_clips), num_workers=1, precision="32",
+                         device="cpu", progress=False, chunk_gifs=2)
 
     if __name__ == "__main__":
-        main(sys.argv[1], sys.argv[2])
+        main(*sys.argv[1:])
     """
 )
 
 
-def run_extraction(folder: Path, out: Path, kill_at: str) -> int:
+def run_extraction(folder: Path, out: Path, kill_at: str, batch_clips: int = 3) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO), KILL_ENV: kill_at}
-    cmd = [sys.executable, "-c", RUNNER, str(folder), str(out)]
+    cmd = [sys.executable, "-c", RUNNER, str(folder), str(out), str(batch_clips)]
     return subprocess.run(cmd, env=env, cwd=REPO, timeout=300).returncode
 
 
@@ -165,6 +165,26 @@ def test_kill_9_then_rerun_is_bit_identical(clean_run, tmp_path, kill_at):
     ):  # fmt: skip
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
     assert FeatureStore.open(out).failures[0]["id"] == "g5"
+
+
+def test_resume_with_another_batch_size_redoes_the_shards(clean_run, tmp_path, caplog):
+    """Another batch_clips sums the clips in another order (the bytes differ): a resume with it
+    discards the finished shards, saying why, instead of mixing two runs in one store."""
+    gifs, out = clean_run / "gifs", tmp_path / "killed"
+    assert run_extraction(gifs, out, kill_at="shard:2", batch_clips=3) == -9
+    namespace: dict = {}
+    exec(RUNNER, namespace)
+    threads = torch.get_num_threads()
+    try:
+        namespace["main"](gifs, tmp_path / "clean2", 2)
+        with caplog.at_level("WARNING", logger="gifemo.features.store"):
+            namespace["main"](gifs, out, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert FeatureStore.open(out).meta["last_run"]["chunks"] == 4  # all redone
+    assert "discarding 2 finished chunk(s)" in caplog.text and "batch_clips" in caplog.text
+    for name in ("visual.npy", "ids.jsonl", "n_clips.npy"):
+        assert (out / name).read_bytes() == (tmp_path / "clean2" / name).read_bytes(), name
 
 
 def compose_cfg(overrides):

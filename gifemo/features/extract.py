@@ -235,7 +235,10 @@ def extract_features(
         return FeatureStore.open(out_dir)
 
     n, n_chunks = len(records), (len(records) + chunk_gifs - 1) // chunk_gifs
-    key = {"fingerprint": fingerprint, "chunk_gifs": chunk_gifs}
+    key = {  # what changes a shard's bytes (WorkDir): a resume never mixes two of them
+        "fingerprint": fingerprint, "chunk_gifs": chunk_gifs, "batch_clips": batch_clips,
+        "channels_last_3d": bool(channels_last), "device_type": dev.type,
+    }  # fmt: skip
     if ranks.main:  # rank 0 alone clears shards of another configuration
         work = WorkDir(out_dir, key)
     ranks.barrier()

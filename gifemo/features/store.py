@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "numpy", "av", "pillow")
 COMPLETE = "COMPLETE"
@@ -297,15 +300,45 @@ class Shard:
     notes: list[dict[str, Any]]  # {"index", "id", "path", "note"} of rows with something to say
 
 
+def _discard(path: Path, stamp: Path, want: dict[str, Any]) -> None:
+    """Remove shards of another work key, saying which of its fields changed."""
+    try:
+        had = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        had = {}
+    changed = [
+        f"{k}: {had.get(k)!r} → {want.get(k)!r}"
+        for k in sorted(set(had) | set(want))
+        if had.get(k) != want.get(k) and k != "fingerprint"
+    ]
+    if had.get("fingerprint") != want.get("fingerprint"):
+        changed.insert(0, "the store's configuration (fingerprint)")
+    n = len(list(path.glob("shard-*.npz")))
+    if n:
+        log.warning(
+            "%s: discarding %d finished chunk(s) of another run (%s); rerun with the old "
+            "values to keep them",
+            path, n, "; ".join(changed) or "unreadable key.json",
+        )  # fmt: skip
+    shutil.rmtree(path)  # shards of another configuration: start afresh
+
+
 class WorkDir:
-    """``out_dir/.partial``: shards of finished chunks, valid for one work fingerprint."""
+    """``out_dir/.partial``: shards of finished chunks, valid for one work key.
+
+    The key is everything that changes a shard's bytes: the store's fingerprint and the run's
+    own settings that round differently (batch size, memory format, device type). Shards of
+    another key are discarded with a warning that names what changed, so a resumed store is
+    never a mix of two configurations.
+    """
 
     def __init__(self, out_dir: Path, key: dict[str, Any]) -> None:
         self.path = Path(out_dir) / PARTIAL
         stamp = self.path / "key.json"
-        text = json.dumps({**key, "shard_format": SHARD_FORMAT}, sort_keys=True)
+        want = {**key, "shard_format": SHARD_FORMAT}
+        text = json.dumps(want, sort_keys=True)
         if self.path.exists() and (not stamp.is_file() or stamp.read_text() != text):
-            shutil.rmtree(self.path)  # shards of another configuration: start afresh
+            _discard(self.path, stamp, want)
         self.path.mkdir(parents=True, exist_ok=True)
         if not stamp.is_file():
             write_text(stamp, text)
