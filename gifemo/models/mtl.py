@@ -365,6 +365,10 @@ def fit_mtl(
             tk = tk_next
         x, gx = x_new, g_new
 
+    if smooth and not converged:  # stopped by max_iter: the last check was at y, not at x
+        gsx = gx + pen.grad(x)
+        residual = float(torch.linalg.norm(gsx if pre is None else pre.S_inv(gsx))) / scale
+        converged = residual <= tol
     if pre is not None:
         x = pre.S(x)
     b = base.intercept(x)
