@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from gifemo.eval.cv import clone, grid_search
 from gifemo.features.normalise import FeatureNormaliser
@@ -227,3 +229,19 @@ def test_grid_search_over_rho():
     assert [p["rho"] for p in res.params] == [1e4, 10.0, 0.1]
     assert res.best_params["rho"] in (0.1, 10.0)  # rho = 1e4 zeroes W: AP of a constant
     assert res.estimator.penalty_params["rho"] == res.best_params["rho"]
+
+
+@pytest.mark.parametrize("penalty", [Ridge, Lasso])
+def test_unconverged_fit_warns(penalty):
+    # a fit cut by max_iter was silent (only converged_ = False): CV folds far from the optimum
+    # went unnoticed. The reference: the closed-form ridge W is far from the 2-iteration one
+    X, Y, mask = _data()
+    with pytest.warns(ConvergenceWarning, match=r"did not converge in 2 iterations"):
+        cut = MTLRegressor(penalty, rho=2.0, max_iter=2).fit(X, Y, mask)
+    assert not cut.converged_
+    if penalty is Ridge:
+        W, _ = _ridge_closed_form(X, Y, mask, 2.0)
+        assert np.abs(cut.W_ - W).max() > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert MTLRegressor(penalty, rho=2.0).fit(X, Y, mask).converged_

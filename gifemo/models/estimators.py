@@ -18,12 +18,14 @@ Regularisation convention (DESIGN §6, decided in :mod:`gifemo.models.penalties`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
@@ -158,7 +160,8 @@ class MTLRegressor(_Params):
 
     Fitted: ``W_`` (d, t), ``b_`` (t,), ``k_`` (the k used, or None), ``silhouette_``
     ({k: score} when k was chosen), ``W_trace_`` (the trace-norm W used for it),
-    ``objective_``, ``n_iter_``, ``converged_``.
+    ``objective_``, ``n_iter_``, ``converged_`` (a fit that stops at ``max_iter`` also warns,
+    ``sklearn.exceptions.ConvergenceWarning``, as sklearn's solvers do).
     """
 
     warm_start_ok = True
@@ -213,13 +216,21 @@ class MTLRegressor(_Params):
             and init.W_.shape == (X.shape[1], Y.shape[1])
         ):
             kw.update(W0=torch.as_tensor(init.W_), b0=torch.as_tensor(init.b_))
-        return fit_mtl(
+        sol = fit_mtl(
             torch.as_tensor(X, dtype=torch.float64),
             torch.as_tensor(Y),
             torch.as_tensor(mask),
             penalty,
             **kw,
         )
+        if not sol.converged:
+            warnings.warn(
+                f"MTLRegressor: {penalty!r} did not converge in {sol.n_iter} iterations "
+                f"(optimality {sol.optimality:.3g} > tol {self.tol:g}); raise max_iter",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return sol
 
     def build_penalty(self, k: float | None = None) -> Penalty:
         """The penalty of this configuration (with ``k`` substituted when given)."""
