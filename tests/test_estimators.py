@@ -245,3 +245,19 @@ def test_unconverged_fit_warns(penalty):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         assert MTLRegressor(penalty, rho=2.0).fit(X, Y, mask).converged_
+
+
+def test_predict_refuses_a_wrong_shape_naming_it():
+    # a 1-d row gave (t,) scores from MTLRegressor and (d, t) zeros from UnsortedBaseline, and a
+    # wrong width a bare matmul error
+    X, Y, mask = _data()
+    mtl_est = MTLRegressor(Ridge, rho=2.0).fit(X, Y, mask)
+    base = UnsortedBaseline().fit(X, Y, mask)
+    np.testing.assert_allclose(mtl_est.predict(X[:1]), X[:1] @ mtl_est.W_ + mtl_est.b_)
+    assert base.predict(X).shape == (X.shape[0], Y.shape[1])
+    with pytest.raises(ValueError, match=r"expected X \(n, 5\), got \(5,\)"):
+        mtl_est.predict(X[0])
+    with pytest.raises(ValueError, match=r"expected X \(n, 5\), got \(60, 4\)"):
+        mtl_est.predict(X[:, :4])
+    with pytest.raises(ValueError, match=r"expected X \(n, d\), got \(5,\)"):
+        base.predict(X[0])

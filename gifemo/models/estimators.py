@@ -94,7 +94,10 @@ class UnsortedBaseline(_Params):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        n = np.asarray(X).shape[0]
+        shape = np.shape(X)
+        if len(shape) != 2:
+            raise ValueError(f"UnsortedBaseline.predict: expected X (n, d), got {shape}")
+        n = shape[0]
         if self.mode == "constant":
             return np.zeros((n, self.n_tasks_))
         return np.random.default_rng(self.seed).random((n, self.n_tasks_))
@@ -272,7 +275,12 @@ class MTLRegressor(_Params):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) @ self.W_ + self.b_  # (n, t)
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.W_.shape[0]:
+            raise ValueError(
+                f"MTLRegressor.predict: expected X (n, {self.W_.shape[0]}), got {X.shape}"
+            )
+        return X @ self.W_ + self.b_  # (n, t)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {
