@@ -73,6 +73,33 @@ def test_rank_writes_top_n(tmp_path, fitted):
     assert len((tmp_path / "out" / "ranked.jsonl").read_text().splitlines()) == len(rows)
 
 
+def test_rank_replaces_the_lists_whole_or_not_at_all(tmp_path, fitted, monkeypatch):
+    """A run that dies while writing (disk full, Ctrl-C) leaves the previous ranked.csv and
+    ranked.jsonl as they were: never a half list, nor a new csv beside an old jsonl, which the
+    labelling tool would read as a complete ranking."""
+    import gifemo.apps.predict as predict
+
+    ds, store, a, est = fitted
+    d = save_model(tmp_path / "m", estimator=est, features=a.features, normaliser=a.normaliser,
+                   dictionary=a.dictionary, store=store)  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.warns(RuntimeWarning):
+        rank(d, ds, store, top_n=2, out_dir=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls = {"n": 0}
+
+    def dumps(obj, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 30:
+            raise OSError(28, "No space left on device")
+        return json.dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "json", type("J", (), {"dumps": staticmethod(dumps)}))
+    with pytest.warns(RuntimeWarning), pytest.raises(OSError, match="No space"):
+        rank(d, ds, store, top_n=5, out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_store_identity_mismatch(tmp_path, fitted):
     ds, store, a, est = fitted
     d = save_model(

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import os
+import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,16 +66,37 @@ def rank(
                 }
             )
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "ranked.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["emotion", "rank", "id", "path", "score"])
-            w.writeheader()
-            w.writerows(rows)
-        (out / "ranked.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-        )
+        write_ranked(rows, out_dir)
     return rows
+
+
+def write_ranked(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> None:
+    """``ranked.csv`` and ``ranked.jsonl`` in ``out_dir``, each written whole to a temporary file
+    and renamed into place once both are complete: a run that dies meanwhile leaves the previous
+    pair as it was (the labelling tool reads either file as the complete ranking)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["emotion", "rank", "id", "path", "score"])
+    w.writeheader()
+    w.writerows(rows)
+    texts = {
+        "ranked.csv": buf.getvalue(),
+        "ranked.jsonl": "".join(json.dumps(r) + "\n" for r in rows),
+    }
+    tmps: dict[str, str] = {}
+    try:
+        for name, text in texts.items():
+            fd, tmps[name] = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for name, tmp in tmps.items():
+            os.replace(tmp, out / name)
+    finally:
+        for tmp in tmps.values():
+            Path(tmp).unlink(missing_ok=True)
 
 
 # The repository's config tree (extract.py's primary config and its groups).
