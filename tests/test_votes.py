@@ -291,3 +291,19 @@ def test_tags_jsonl(tmp_path):
     p.write_text('{"id": "a", "tags": ["x"]}\n{"id": "b", "tags": "y"}\n')
     with pytest.raises(VoteError, match=r"t\.jsonl:2"):
         read_tags(p)
+
+
+def test_tags_jsonl_bad_json_names_the_line_and_one_line_is_a_row(tmp_path):
+    """A JSON-lines tags file is read line by line whatever its length: a line that is not JSON
+    is an error naming the file and line (not json's bare 'line 1 column 27'), and a file of one
+    line is that one row (not an {id: tags} object with the keys 'id' and 'tags')."""
+    from gifemo.data.votes import read_tags
+
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"id": "a", "tags": ["x"]}\n{"id": "b", "tags": ["y"],}\n')
+    with pytest.raises(VoteError, match=r"t\.jsonl:2: not valid JSON"):
+        read_tags(p)
+    p.write_text('{"id": "a", "tags": ["x", "y"]}\n')
+    assert read_tags(p) == {"a": ["x", "y"]}
+    p.write_text(json.dumps({"a": ["x"], "id": ["y"]}))  # an {id: tags} object stays one
+    assert read_tags(p) == {"a": ["x"], "id": ["y"]}

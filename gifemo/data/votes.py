@@ -339,10 +339,11 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, list[str]]:
         whole = json.loads(text)
     except json.JSONDecodeError:
         whole = None
-    if isinstance(whole, dict):
+    if isinstance(whole, dict) and not isinstance(whole.get("id"), str):
         rows: Iterable[tuple[int, Any]] = ((0, {"id": k, "tags": v}) for k, v in whole.items())
-    else:
-        rows = ((n, json.loads(t)) for n, t in enumerate(text.splitlines(), 1) if t.strip())
+    else:  # JSON lines (a file of one line is one row, not an {id: tags} object)
+        rows = ((n, _json_line(t, f"{path}:{n}")) for n, t in enumerate(text.splitlines(), 1)
+                if t.strip())  # fmt: skip
     out = {}
     for n, row in rows:
         where = f"{path}:{n}" if n else str(path)
@@ -353,6 +354,13 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, list[str]]:
             raise VoteError(f"{where}: tags of {row['id']!r} must be a list of strings")
         out[row["id"]] = tags
     return out
+
+
+def _json_line(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VoteError(f"{where}: not valid JSON ({e})") from e
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
