@@ -307,3 +307,19 @@ def test_tags_jsonl_bad_json_names_the_line_and_one_line_is_a_row(tmp_path):
     assert read_tags(p) == {"a": ["x", "y"]}
     p.write_text(json.dumps({"a": ["x"], "id": ["y"]}))  # an {id: tags} object stays one
     assert read_tags(p) == {"a": ["x"], "id": ["y"]}
+
+
+def test_header_after_a_bom_or_comment_lines_is_the_header(tmp_path):
+    """A dump saved with a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8") or with comment
+    lines above the header: the header is still the header, not an 'unknown emotion' row that
+    --strict stops at and the summary counts as skipped."""
+    body = "happiness,a,b,left\nfear,b,a,neither\n"
+    for name, text in (
+        ("bom.csv", "\ufeffmetric,left,right,choice\n" + body),
+        ("comment.csv", "# GIFGIF votes, 2015 snapshot\n\nmetric,left,right,choice\n" + body),
+    ):
+        p = tmp_path / name
+        p.write_text(text, encoding="utf-8")
+        dump = rate_vote_dump(p, strict=True, progress=False)
+        assert dump.n_votes == 2 and dump.skipped.total == 0
+        assert dump.scores["a"][EMOTION_INDEX["happiness"], 0] > MU0

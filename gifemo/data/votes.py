@@ -163,14 +163,20 @@ def iter_votes(
     """Votes of CSV text lines, in order (see the module docstring for the accepted values).
 
     A bad row raises :class:`VoteError` (``FILE:LINE: …``) when ``skipped`` is None, else it is
-    counted in ``skipped`` and left out. A header row (line 1) is skipped.
+    counted in ``skipped`` and left out. A header row (the first row that is not blank or a
+    comment) is skipped; a UTF-8 byte-order mark before it is ignored.
     """
+    first = True
     for lineno, row in enumerate(csv.reader(lines), start=1):
+        if lineno == 1 and row:
+            row[0] = row[0].removeprefix("\ufeff")
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         cells = [c.strip() for c in row]
-        if lineno == 1 and tuple(c.lower() for c in cells) in HEADERS:
+        if first and tuple(c.lower() for c in cells) in HEADERS:
+            first = False
             continue
+        first = False
         reason, message, vote = _check_row(cells)
         if vote is None:
             if skipped is None:
