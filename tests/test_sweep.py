@@ -176,3 +176,18 @@ def test_summary_draws_fig7_of_all_methods_and_sweeps_side_by_side(
     assert "+0.300 ± 0.000" in cmtl
     with pytest.raises(SystemExit):
         main([str(a), str(tmp_path / "empty")])
+
+
+def test_cli_refuses_a_metric_no_job_has(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--metric with a key no job's metrics.json has (a typo: cv/scroe) is an error naming the
+    key and the keys there are, not a table of each method's first job 'chosen' by it."""
+    _job(tmp_path, 0, "lasso", "visual+tag", cv=0.40, auc=0.60, nt=5000)
+    _job(tmp_path, 1, "lasso", "visual+tag", cv=0.45, auc=0.50, nt=6000)
+    for argv in ([str(tmp_path)], [str(tmp_path), str(tmp_path)]):
+        with pytest.raises(SystemExit) as ei:
+            main([*argv, "--metric", "cv/scroe"])
+        err = capsys.readouterr().err
+        assert ei.value.code == 2 and "'cv/scroe'" in err and "cv/score" in err
+    assert not (tmp_path / "summary.md").exists()
+    assert main([str(tmp_path), "--metric", "cv/score"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["table"][0]["cv_score"] == 0.45
