@@ -139,3 +139,19 @@ def test_unlabelled_dataset_has_timing_only(tmp_path):
     )
     res = dataset_statistics(ds, tmp_path, n_frames=np.array([4]), mean_delay_ms=np.array([30.0]))
     assert "overlap" not in res and set(res["figures"]) == {"fig9"}
+
+
+def test_a_dataset_where_no_gif_decodes_is_an_error_naming_its_failures(tmp_path, capsys):
+    """The app's exit 2 names the dataset and a failed file; nothing half-written is left."""
+    from gifemo.apps.stats import main
+
+    folder = tmp_path / "gifs"
+    folder.mkdir()
+    (folder / "x.gif").write_bytes(b"GIF89a not really")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["--root", str(folder), "--kind", "folder", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no GIF of" in err and "x.gif" in err and "Traceback" not in err
+    assert not (out / "stats.json").exists()

@@ -10,7 +10,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from gifemo.data.metadata import load_dataset
+from gifemo.data.metadata import MetadataError, load_dataset
 from gifemo.data.stats import dataset_statistics
 
 
@@ -29,8 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out", required=True, help="folder for the PNGs and stats.json")
     args = ap.parse_args(argv)
-    ds = load_dataset(kind=args.kind, root=args.root, synthetic_dir=args.synthetic_dir)
-    res = dataset_statistics(ds, args.out)
+    try:
+        ds = load_dataset(kind=args.kind, root=args.root, synthetic_dir=args.synthetic_dir)
+        res = dataset_statistics(ds, args.out)
+    except (MetadataError, ValueError) as e:
+        ap.exit(2, f"error: {e}\n")
     print(json.dumps({k: res[k] for k in ("dataset", "timing", "figures")}, indent=1))
     return 0
 

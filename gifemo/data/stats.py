@@ -197,7 +197,8 @@ def dataset_statistics(
 ) -> dict[str, Any]:
     """All of Figs. 9–10 for a dataset; figures ``fig9_timing.png`` / ``fig10_overlap.png`` and
     ``stats.json`` are written to ``out_dir`` when given. Timing is read from the GIFs when the
-    arrays (aligned with ``dataset.records``) are not given."""
+    arrays (aligned with ``dataset.records``) are not given. A ValueError names the dataset and
+    its first failure when no GIF decoded."""
     failures: list[dict[str, str]] = []
     if n_frames is None or mean_delay_ms is None:
         n_frames, mean_delay_ms, failures = gif_timing(dataset.records)
@@ -205,6 +206,15 @@ def dataset_statistics(
     if n_frames.shape != (len(dataset),) or mean_delay_ms.shape != (len(dataset),):
         raise ValueError(
             f"timing arrays must be ({len(dataset)},), got {n_frames.shape} and {mean_delay_ms.shape}"
+        )
+    if not np.any(np.isfinite(n_frames) & (n_frames > 0)):
+        first = ""
+        if failures:
+            path, reason = failures[0]["path"], failures[0]["reason"]
+            first = f" (first: {reason if path in reason else f'{path}: {reason}'})"
+        raise ValueError(
+            f"{dataset.name}: no GIF of its {len(dataset)} decoded, nothing to describe: "
+            f"{len(failures)} failed{first}"
         )
     res: dict[str, Any] = {"dataset": dataset.name, "timing": timing_summary(n_frames, mean_delay_ms),
                            "failures": failures}  # fmt: skip
