@@ -2,9 +2,12 @@
 
 A tag is normalised by lower-casing, stripping, and collapsing inner whitespace to one space
 (``"  Eye   Roll "`` → ``"eye roll"``). The dictionary keeps every tag whose *document
-frequency* (number of training GIFs carrying it, once per GIF) is at least ``min_fraction`` of
-the training GIFs — the paper's sparsity threshold 0.995 is ``min_fraction = 0.005`` (139 tags
-out of 11,042 on GIFGIF). With ``n`` training GIFs the count threshold is the integer
+frequency* (number of GIFs carrying it, once per GIF) is at least ``min_fraction`` of the GIFs
+it is fitted on — the paper's sparsity threshold 0.995 is ``min_fraction = 0.005`` (139 tags out
+of 11,042 on GIFGIF). Which GIFs those are is the caller's choice
+(:func:`gifemo.features.datamodule.build_feature_arrays`: every kept GIF by default,
+``tag_dictionary_fit="all"`` as the paper; the protocol's training GIFs with ``"training"``).
+For a fit on ``n`` GIFs the count threshold is the integer
 
     min_count = max(1, ⌈min_fraction · n⌉)
 
@@ -48,7 +51,7 @@ class TagDictionary:
     """Sparsity-thresholded tag vocabulary → L2-normalised bag-of-words features.
 
     Fitted state: ``vocabulary_`` (sorted list of V tags), ``document_frequency_`` (V,) ints,
-    ``n_documents_`` (the number of training GIFs).
+    ``n_documents_`` (the number of GIFs it was fitted on).
     """
 
     def __init__(self, *, min_fraction: float = 0.005) -> None:
@@ -58,11 +61,11 @@ class TagDictionary:
 
     # -- fitting ----------------------------------------------------------------------------
     def min_count(self, n_documents: int) -> int:
-        """Smallest document frequency kept for ``n_documents`` training GIFs."""
+        """Smallest document frequency kept for a fit on ``n_documents`` GIFs."""
         return max(1, math.ceil(self.min_fraction * n_documents - 1e-9))
 
     def fit(self, tag_lists: Sequence[Iterable[str]]) -> TagDictionary:
-        """Build the vocabulary from the *training* GIFs' tag lists (one list per GIF)."""
+        """Build the vocabulary from the tag lists of the GIFs to fit on (one list per GIF)."""
         n = len(tag_lists)
         if n == 0:
             raise ValueError("cannot fit a tag dictionary on zero GIFs")
