@@ -13,7 +13,10 @@ until it has
 frames (frame i of the padded sequence is frame i mod n). With ℓ = 16, s = 8 this is the paper's
 L = max(16, 8·⌈n/8⌉) and (L − 16)/8 + 1 evaluation clips.
 
-- :class:`AllClips`: every clip of the padded sequence, starts 0, s, 2s, …, L − ℓ.
+- :class:`AllClips`: every clip of the padded sequence at a multiple of s: starts 0, s, 2s, …,
+  s·⌊(L − ℓ)/s⌋, i.e. ⌊(L − ℓ)/s⌋ + 1 clips. The last start is L − ℓ when s divides ℓ (the
+  defaults); otherwise it can fall short of L − ℓ (ℓ = 5, s = 3, n = 7: L = 9, starts 0, 3)
+  and the padded frames after the last clip are not used.
 - :class:`RandomClip`: ``num_clips`` clips at uniformly drawn starts 0, 1, …, L − ℓ (training).
 - :class:`FpsClips`: the time-aware sampler (the paper's §5 direction). It first resamples
   the GIF to ``fps`` frames per second from the GIF's own frame delays, then cuts clips as
@@ -124,7 +127,8 @@ def _padding_rule(clip_len: int, stride: int) -> str:
 
 
 class AllClips:
-    """Every clip of the loop-padded GIF: starts 0, s, …, L − ℓ ((L − ℓ)/s + 1 clips)."""
+    """Every clip of the loop-padded GIF at a multiple of s: starts 0, s, …, s·⌊(L − ℓ)/s⌋
+    (⌊(L − ℓ)/s⌋ + 1 clips; the last start is L − ℓ when s divides ℓ)."""
 
     def __init__(self, *, clip_len: int = DEFAULT_CLIP_LEN, stride: int = DEFAULT_STRIDE):
         self.clip_len, self.stride = _check_len_stride(clip_len, stride)
