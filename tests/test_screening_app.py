@@ -102,3 +102,36 @@ def test_pool_found_for_that_is_not_a_list_of_emotions_is_named(tmp_path, found)
         screening_data_from_folders(
             tmp_path / "train", tmp_path / "pool", truth=tmp_path / "truth.jsonl", features="tag"
         )
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ({"emotions": ["anger"]}, r"truth\.jsonl:2: the truth row has no 'id'"),
+        ({"ID": "c1", "emotions": []}, r"truth\.jsonl:2: the truth row has no 'id'"),
+        ({"id": 1, "emotions": []}, r"truth\.jsonl:2: 'id' must be a string"),
+        ({"id": None, "emotions": []}, r"truth\.jsonl:2: 'id' must be a string"),
+        (["c1", ["anger"]], r"truth\.jsonl:2: a truth row must be a JSON object"),
+    ],
+    ids=["no id", "misspelt key", "int id", "null id", "not an object"],
+)
+def test_pool_truth_row_without_a_string_id_is_named(tmp_path, row, error):
+    """A truth row without an id (or a non-string one) was skipped silently: the run went on
+    with the other rows, or failed later with 'N pool GIFs have no truth row'. It is refused
+    naming the file and line."""
+    from gifemo.active.realdata import screening_data_from_folders
+
+    scores = {e: [20.0, 1.0] for e in EMOTIONS}
+    train = [{"id": f"t{n}", "file": f"gifs/t{n}.gif", "tags": ["a"], "scores": scores}
+             for n in range(4)]  # fmt: skip
+    pool = [{"id": f"c{n}", "file": f"gifs/c{n}.gif", "tags": ["a"]} for n in range(2)]
+    _folder(tmp_path / "train", train)
+    _folder(tmp_path / "pool", pool)
+    rows = [{"id": r["id"], "emotions": []} for r in pool]  # every pool GIF has its row
+    (tmp_path / "truth.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [rows[0], row, rows[1]])
+    )
+    with pytest.raises(ValueError, match=error):
+        screening_data_from_folders(
+            tmp_path / "train", tmp_path / "pool", truth=tmp_path / "truth.jsonl", features="tag"
+        )

@@ -46,9 +46,24 @@ def _truth(pool: GifDataset, truth_file: Path | None) -> np.ndarray:
     for n, line in enumerate(Path(truth_file).read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        row = json.loads(line)
         try:
-            i = pool.index_of(str(row["id"]))
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{truth_file}:{n}: not a JSON line ({exc})") from exc
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{truth_file}:{n}: a truth row must be a JSON object with 'id' and 'emotions', "
+                f"got {row!r}"
+            )
+        if "id" not in row:
+            raise ValueError(f"{truth_file}:{n}: the truth row has no 'id' (keys: {sorted(row)})")
+        if not isinstance(row["id"], str):
+            raise ValueError(
+                f"{truth_file}:{n}: 'id' must be a string (the GIF's id in the pool's "
+                f"metadata), got {row['id']!r}"
+            )
+        try:
+            i = pool.index_of(row["id"])
         except KeyError:
             continue  # a GIF of the truth file that the pool does not hold
         for e in row.get("emotions", []):
