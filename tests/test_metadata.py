@@ -218,6 +218,46 @@ def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
     assert ei.value.line == 3 and ei.value.file == str((root / "metadata.jsonl").resolve())
 
 
+def test_a_utf8_byte_order_mark_is_ignored(tmp_path):
+    """A metadata.jsonl saved as "UTF-8 with BOM" (Notepad) reads as the file without it, in
+    every reader of metadata.jsonl; it was an 'invalid JSON' error on line 1 telling the user
+    to decode with utf-8-sig."""
+    from gifemo.active.realdata import _found_for
+    from gifemo.apps.collect.candidates import candidates_by_emotion
+    from gifemo.apps.label.project import _raw_rows
+
+    rows = [_gp(0, found_for=["fear"]), _gp(1, found_for=["anger"])]
+    plain = read_dataset(_write(tmp_path / "plain", rows))
+    root = _write(tmp_path / "bom", rows)
+    meta = root / "metadata.jsonl"
+    meta.write_bytes(b"\xef\xbb\xbf" + meta.read_bytes())
+    ds = read_dataset(root)
+    assert ds.kind == plain.kind == "gifgif_plus" and ds.ids() == plain.ids() == ["p0", "p1"]
+    assert np.array_equal(ds.binary_labels(), plain.binary_labels())
+    assert _found_for(ds) == {"p0": ["fear"], "p1": ["anger"]}
+    assert candidates_by_emotion(root)["fear"] == {"p0"}
+    assert list(_raw_rows(meta)) == ["p0", "p1"]
+    # a Latin-1 line after the BOM is still named by its own line number
+    row = json.dumps(_gp(2, tags=["müde"]), ensure_ascii=False).encode("latin-1")
+    meta.write_bytes(meta.read_bytes() + row + b"\n")
+    with pytest.raises(MetadataError, match="not UTF-8") as ei:
+        read_dataset(root)
+    assert ei.value.line == 3
+
+
+@pytest.mark.parametrize("check_files", [True, False])
+def test_a_nul_character_in_file_is_named(tmp_path, check_files):
+    """A NUL (\\u0000 in the JSON) in a row's file was a bare ValueError('embedded null byte')
+    from the path functions."""
+    root = _write(tmp_path / "d", [_gg(0), _gg(1, file="gifs/g1\x00.gif")], make_files=False)
+    (root / "gifs").mkdir()
+    (root / "gifs/g0.gif").write_bytes(b"GIF89a")
+    with pytest.raises(MetadataError, match="NUL") as ei:
+        read_dataset(root, check_files=check_files)
+    e = ei.value
+    assert (e.file, e.line, e.field) == (str((root / "metadata.jsonl").resolve()), 2, "file")
+
+
 def test_missing_gif_file(tmp_path):
     root = _write(tmp_path / "d", [_gg(0), _gg(1)], make_files=False)
     (root / "gifs").mkdir()

@@ -81,7 +81,7 @@ def _found_for(pool: GifDataset, metadata: str = "metadata.jsonl") -> dict[str, 
     not a list of emotion names is refused, naming the file and line."""
     path = pool.root / metadata
     found: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if line.strip():
             row = json.loads(line)
             if "found_for" in row:

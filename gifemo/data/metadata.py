@@ -1,7 +1,8 @@
 """Dataset readers: ``metadata.jsonl`` (GIFGIF, GIFGIF+, unlabelled) and plain GIF folders.
 
-A dataset is a folder with a ``metadata.jsonl`` — one JSON object per line (blank lines are
-skipped) — and the GIF files (DESIGN §2). Fields of a row:
+A dataset is a folder with a ``metadata.jsonl`` — UTF-8 text (a leading byte-order mark is
+ignored), one JSON object per line (blank lines are skipped) — and the GIF files (DESIGN §2).
+Fields of a row:
 
 =============  ==========================================================================
 ``id``         required, non-empty string, unique in the file (a Giphy id on GIFGIF)
@@ -24,6 +25,7 @@ drops their labels. Every problem raises :class:`MetadataError` naming file, lin
 
 from __future__ import annotations
 
+import codecs
 import errno
 import io
 import json
@@ -202,6 +204,8 @@ def _parse_row(
         raise err("file", "missing")
     if not isinstance(file, str) or not file:
         raise err("file", f"expected a path string, got {file!r}")
+    if "\x00" in file:
+        raise err("file", f"a path cannot hold a NUL character (\\u0000), got {file!r}")
     path = Path(file).expanduser()
     path = (path if path.is_absolute() else base / path).resolve()
     if check_files and not path.is_file():
@@ -247,7 +251,7 @@ def read_dataset(
         raise MetadataError(meta, None, None, "metadata file not found")
     base = meta.parent
     rows: list[tuple[int, Any]] = []
-    raw = meta.read_bytes()
+    raw = meta.read_bytes().removeprefix(codecs.BOM_UTF8)  # a BOM (Notepad's "UTF-8 with BOM")
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as e:

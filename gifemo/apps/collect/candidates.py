@@ -27,7 +27,7 @@ def candidates_by_emotion(metadata: str | Path) -> dict[str, frozenset[str]] | N
     path = path / "metadata.jsonl" if path.is_dir() else path
     out: dict[str, set[str]] = {e: set() for e in EMOTIONS}
     seen = False
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # a BOM, as read_dataset
         for lineno, text in enumerate(f, 1):
             if not text.strip():
                 continue

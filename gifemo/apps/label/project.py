@@ -159,7 +159,7 @@ def read_ranked(path: str | Path) -> list[tuple[str, int, str, float | None]]:
 
 def _raw_rows(meta: Path) -> dict[str, dict[str, Any]]:
     rows = {}
-    for line in meta.read_text(encoding="utf-8").splitlines():
+    for line in meta.read_text(encoding="utf-8-sig").splitlines():  # a BOM, as read_dataset
         if line.strip():
             row = json.loads(line)
             rows[str(row["id"])] = row
