@@ -225,3 +225,29 @@ def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
     assert "(all per emotion) of 50 GIFs" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([*argv, "--top", "many"])
+
+
+def test_cli_candidates_yes_without_found_for_stops_before_extracting(tmp_path, fitted, capsys,
+                                                                      monkeypatch):
+    """--candidates-by-emotion yes on a folder without found_for is refused at once, naming the
+    folder, before any feature extraction (which can take hours)."""
+    from gifemo.apps import predict
+
+    ds, store, a, est = fitted
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for r in ds.records:
+        (folder / f"{r.id}.gif").write_bytes(b"GIF89a")
+    d = save_model(tmp_path / "m", estimator=est, features=a.features, normaliser=a.normaliser,
+                   dictionary=a.dictionary, store=store)  # fmt: skip
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("extracted before checking --candidates-by-emotion")
+
+    monkeypatch.setattr(predict, "_extract_store", no_extraction)
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(d), "--data", str(folder), "--out", str(tmp_path / "o"),
+              "--candidates-by-emotion", "yes"])  # fmt: skip
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "found_for" in err and "no metadata.jsonl" in err

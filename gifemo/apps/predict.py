@@ -168,16 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     has_metadata = (Path(a.data) / "metadata.jsonl").is_file()
     dataset = read_dataset(a.data) if has_metadata else read_folder(a.data)
     top = len(dataset) if a.top == "all" else int(a.top)
+    use_cands = has_metadata and a.candidates_by_emotion != "no"
+    cands = candidates_by_emotion(a.data) if use_cands else None
+    if cands is None and a.candidates_by_emotion == "yes":  # checked before any extraction
+        where = "its metadata.jsonl has no row" if has_metadata else "it has no metadata.jsonl"
+        p.error(f"--candidates-by-emotion yes: {a.data}: {where} with 'found_for'")
     if a.store:
         store: FeatureStore | None = FeatureStore.open(a.store)
     elif "visual" in m.features:
         store = _extract_store(m, a.data, Path(a.out))
     else:
         store = None
-    use_cands = has_metadata and a.candidates_by_emotion != "no"
-    cands = candidates_by_emotion(a.data) if use_cands else None
-    if cands is None and a.candidates_by_emotion == "yes":
-        p.error(f"--candidates-by-emotion yes: no row of {a.data}/metadata.jsonl has 'found_for'")
     rows = rank(m, dataset, store, top_n=top, out_dir=a.out, candidates=cands)
     print(
         f"ranked {len(rows)} rows ({a.top} per emotion) of {len(dataset)} GIFs → {Path(a.out) / 'ranked.csv'}"
