@@ -227,8 +227,9 @@ def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
         main([*argv, "--top", "many"])
 
 
-def test_cli_candidates_yes_without_found_for_stops_before_extracting(tmp_path, fitted, capsys,
-                                                                      monkeypatch):
+def test_cli_candidates_yes_without_found_for_stops_before_extracting(
+    tmp_path, fitted, capsys, monkeypatch
+):
     """--candidates-by-emotion yes on a folder without found_for is refused at once, naming the
     folder, before any feature extraction (which can take hours)."""
     from gifemo.apps import predict
