@@ -197,17 +197,24 @@ def test_cli_with_store(tmp_path, fitted):
     assert [g["id"] for g in got[:3]] == [a.ids[i] for i in np.argsort(-s, kind="stable")[:3]]
 
 
-def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
-    """--data may be a plain folder of GIFs (no metadata.jsonl), as the README says; --top all
-    ranks every GIF for every emotion."""
+def _plain_folder_and_model(tmp_path, fitted):
+    """A folder of the fitted dataset's GIFs (no metadata.jsonl) and the saved model."""
     ds, store, a, est = fitted
-    sp = _write_store(tmp_path / "disk_store", store)
     folder = tmp_path / "plain"
     folder.mkdir()
     for r in ds.records:
         (folder / f"{r.id}.gif").write_bytes(b"GIF89a")
     d = save_model(tmp_path / "m", estimator=est, features=a.features, normaliser=a.normaliser,
                    dictionary=a.dictionary, store=store)  # fmt: skip
+    return folder, d
+
+
+def test_cli_on_a_plain_folder_of_gifs_ranks_all(tmp_path, fitted, capsys):
+    """--data may be a plain folder of GIFs (no metadata.jsonl), as the README says; --top all
+    ranks every GIF for every emotion."""
+    store = fitted[1]
+    sp = _write_store(tmp_path / "disk_store", store)
+    folder, d = _plain_folder_and_model(tmp_path, fitted)
     argv = [
         "--model",
         str(d),
@@ -234,13 +241,7 @@ def test_cli_candidates_yes_without_found_for_stops_before_extracting(
     folder, before any feature extraction (which can take hours)."""
     from gifemo.apps import predict
 
-    ds, store, a, est = fitted
-    folder = tmp_path / "plain"
-    folder.mkdir()
-    for r in ds.records:
-        (folder / f"{r.id}.gif").write_bytes(b"GIF89a")
-    d = save_model(tmp_path / "m", estimator=est, features=a.features, normaliser=a.normaliser,
-                   dictionary=a.dictionary, store=store)  # fmt: skip
+    folder, d = _plain_folder_and_model(tmp_path, fitted)
 
     def no_extraction(*args, **kwargs):
         raise AssertionError("extracted before checking --candidates-by-emotion")
