@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gifemo.apps.collect.candidates import candidates_by_emotion
 from gifemo.apps.collect.collector import collect
 from gifemo.apps.collect.fake_giphy import FakeGiphy
 from gifemo.apps.predict import main as predict_main
 from gifemo.apps.predict import rank
+from gifemo.data.candidates import candidates_by_emotion
 from gifemo.data.metadata import read_dataset
 from gifemo.emotions import EMOTIONS
 from gifemo.features.normalise import FeatureNormaliser

@@ -222,9 +222,8 @@ def test_a_utf8_byte_order_mark_is_ignored(tmp_path):
     """A metadata.jsonl saved as "UTF-8 with BOM" (Notepad) reads as the file without it, in
     every reader of metadata.jsonl; it was an 'invalid JSON' error on line 1 telling the user
     to decode with utf-8-sig."""
-    from gifemo.active.realdata import _found_for
-    from gifemo.apps.collect.candidates import candidates_by_emotion
     from gifemo.apps.label.project import _raw_rows
+    from gifemo.data.candidates import candidates_by_emotion
 
     rows = [_gp(0, found_for=["fear"]), _gp(1, found_for=["anger"])]
     plain = read_dataset(_write(tmp_path / "plain", rows))
@@ -234,8 +233,8 @@ def test_a_utf8_byte_order_mark_is_ignored(tmp_path):
     ds = read_dataset(root)
     assert ds.kind == plain.kind == "gifgif_plus" and ds.ids() == plain.ids() == ["p0", "p1"]
     assert np.array_equal(ds.binary_labels(), plain.binary_labels())
-    assert _found_for(ds) == {"p0": ["fear"], "p1": ["anger"]}
-    assert candidates_by_emotion(root)["fear"] == {"p0"}
+    found = candidates_by_emotion(root)  # collect's and screening's one reader of found_for
+    assert found is not None and found["fear"] == {"p0"} and found["anger"] == {"p1"}
     assert list(_raw_rows(meta)) == ["p0", "p1"]
     # a Latin-1 line after the BOM is still named by its own line number
     row = json.dumps(_gp(2, tags=["müde"]), ensure_ascii=False).encode("latin-1")

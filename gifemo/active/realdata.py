@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gifemo.active.simdata import ScreeningData
+from gifemo.data.candidates import candidates_by_emotion
 from gifemo.data.metadata import GifDataset, read_dataset
 from gifemo.data.tags import TagDictionary
 from gifemo.emotions import EMOTION_INDEX, EMOTIONS, N_EMOTIONS
@@ -76,27 +77,6 @@ def _truth(pool: GifDataset, truth_file: Path | None) -> np.ndarray:
     return out
 
 
-def _found_for(pool: GifDataset, metadata: str = "metadata.jsonl") -> dict[str, list[str]] | None:
-    """``{id: found_for}`` of the rows that have one (None: no row has); a ``found_for`` that is
-    not a list of emotion names is refused, naming the file and line."""
-    path = pool.root / metadata
-    found: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if line.strip():
-            row = json.loads(line)
-            if "found_for" in row:
-                emotions = row["found_for"]
-                if not isinstance(emotions, list) or not all(
-                    isinstance(e, str) and e in EMOTION_INDEX for e in emotions
-                ):
-                    raise ValueError(
-                        f"{path}:{n}: field 'found_for': expected a list of emotion names "
-                        f"({', '.join(EMOTIONS)}), got {emotions!r}"
-                    )
-                found[str(row["id"])] = list(emotions)
-    return found or None
-
-
 def screening_data_from_folders(
     train: str | Path,
     pool: str | Path,
@@ -126,10 +106,10 @@ def screening_data_from_folders(
     Y = tr.subset(keep_tr).labels()
     truth_all = _truth(po, Path(truth) if truth else None)[keep_po]
     ids = [po.records[int(i)].id for i in keep_po]
-    found = _found_for(po)
+    found = candidates_by_emotion(po.root / "metadata.jsonl")
     cands = []
     for e in EMOTIONS:
-        rows = [j for j, g in enumerate(ids) if found is None or e in found.get(g, ())]
+        rows = [j for j, g in enumerate(ids) if found is None or g in found[e]]
         cands.append(np.array(rows, dtype=np.int64))
     if n_p is None:
         n_p = max(1, round(np.mean([c.size for c in cands]) * N_P / N_ALL))

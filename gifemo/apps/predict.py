@@ -43,7 +43,7 @@ def rank(
     """Top-``top_n`` GIFs per emotion by score (ties by id); written to out_dir when given.
 
     ``candidates``: ``{emotion: ids}`` — rank each emotion only within its own candidates (the
-    GIFs its tags found, paper §3.2; :func:`gifemo.apps.collect.candidates.candidates_by_emotion`);
+    GIFs its tags found, paper §3.2; :func:`gifemo.data.candidates.candidates_by_emotion`);
     None: every GIF is a candidate for every emotion."""
     m = model if isinstance(model, SavedModel) else load_model(model)
     keep, scores = score_dataset(m, dataset, store)
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "written by collect.py); auto: when the metadata has found_for",
     )
     a = p.parse_args(argv)
-    from gifemo.apps.collect.candidates import candidates_by_emotion
+    from gifemo.data.candidates import candidates_by_emotion
     from gifemo.data.metadata import read_dataset, read_folder
 
     if a.top != "all" and not (a.top.isdigit() and int(a.top) > 0):

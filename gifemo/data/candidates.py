@@ -4,7 +4,8 @@ The paper ranks each emotion's list **within that emotion's candidates** — the
 its own tags (§3.2) — not over the whole pool. A collected ``metadata.jsonl`` records, per row,
 ``found_for``: the emotions whose search tags found it (:mod:`gifemo.apps.collect.collector`).
 :func:`candidates_by_emotion` turns that into ``{emotion: ids}`` for
-:func:`gifemo.apps.predict.rank`'s ``candidates`` argument.
+:func:`gifemo.apps.predict.rank`'s ``candidates`` argument and for the screening pools of
+:mod:`gifemo.active.realdata`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def candidates_by_emotion(metadata: str | Path) -> dict[str, frozenset[str]] | N
             if not isinstance(row, dict) or "found_for" not in row:
                 continue
             found = row["found_for"]
-            if not isinstance(found, list) or any(e not in out for e in found):
+            if not isinstance(found, list) or not all(isinstance(e, str) and e in out for e in found):
                 raise ValueError(
                     f"{path}:{lineno}: field 'found_for': expected a list of emotion names "
                     f"({', '.join(EMOTIONS)}), got {found!r}"
